@@ -1,0 +1,108 @@
+"""Readable float64 reference of the SAW spec: the oracle every fast path is tested against.
+
+Loops over keys, groups and rows on purpose; never used in training.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from saw_verl.config import SawConfig, SawInputError
+
+OFFICIAL_EPS = 1e-8  # the released code's constant in the CV and in the weight normalisation
+WHITEN_EPS = 1e-8  # verl's masked_whiten
+
+
+class SawResult(NamedTuple):
+    """advantages: (N, L) float32. weights/cv/mean/std: (K,) float64 (mean/std of the raw rewards)."""
+
+    advantages: torch.Tensor
+    weights: torch.Tensor
+    cv: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def _mean(xs):
+    return sum(xs) / len(xs)
+
+
+def _std_unbiased(xs):
+    if max(xs) == min(xs):  # exactly 0, whatever the rounding of the mean
+        return 0.0
+    mu = _mean(xs)
+    return math.sqrt(sum((x - mu) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def reference_weights(rewards: torch.Tensor, cfg: SawConfig):
+    """rewards (N, K) -> (weights, cv, raw mean, raw std), each a list of K floats."""
+    n, k = rewards.shape
+    if n < 2:
+        raise SawInputError(f"SAW needs at least 2 rollouts for the batch std; got N={n}")
+    columns = [[float(rewards[j, d]) for j in range(n)] for d in range(k)]
+    raw_mean = [_mean(col) for col in columns]
+    raw_std = [_std_unbiased(col) for col in columns]
+    cv = []
+    for d, col in enumerate(columns):
+        shift = cfg.reward_min[d] - (cfg.delta if cfg.preset == "paper" else 0.0)
+        shifted = [x - shift for x in col]
+        denominator_eps = cfg.delta if cfg.preset == "paper" else OFFICIAL_EPS
+        cv.append(_std_unbiased(shifted) / (abs(_mean(shifted)) + denominator_eps))
+    if not cfg.dynamic:
+        weights = [1.0] * k
+    elif cfg.preset == "official":
+        weights = [k * c / (sum(cv) + OFFICIAL_EPS) for c in cv]
+    else:
+        share = [1.0 / k] * k if sum(cv) < cfg.delta else [c / sum(cv) for c in cv]
+        weights = [s * (k if cfg.mode == "gdpo" else 1) for s in share]
+    return weights, cv, raw_mean, raw_std
+
+
+def reference_group_zscore(values, group_ids, epsilon: float, norm_by_std: bool = True):
+    """values: N floats, group_ids: N hashables -> N z-scores within each group (spec conventions)."""
+    members = {}
+    for j, g in enumerate(group_ids):
+        members.setdefault(g, []).append(j)
+    out = [0.0] * len(values)
+    for rows in members.values():
+        xs = [values[j] for j in rows]
+        if len(xs) == 1:  # verl: mean 0, std 1
+            out[rows[0]] = xs[0] / (1.0 + epsilon) if norm_by_std else xs[0]
+            continue
+        if max(xs) == min(xs):  # constant group: exactly 0 (verl leaks fp32 noise here)
+            continue
+        mu = _mean(xs)
+        scale = _std_unbiased(xs) + epsilon if norm_by_std else 1.0
+        for j in rows:
+            out[j] = (values[j] - mu) / scale
+    return out
+
+
+def reference_saw_advantages(rewards, group_ids, response_mask, cfg: SawConfig) -> SawResult:
+    """rewards (N, K), group_ids (N,) any hashables, response_mask (N, L) any dtype -> SawResult."""
+    rewards = torch.as_tensor(rewards, dtype=torch.float64)
+    n, k = rewards.shape
+    weights, cv, raw_mean, raw_std = reference_weights(rewards, cfg)
+    ids = [g.item() if isinstance(g, torch.Tensor) else g for g in group_ids]
+    coef = [weights[d] * cfg.static_weights[d] for d in range(k)]
+    columns = [[float(rewards[j, d]) for j in range(n)] for d in range(k)]
+    if cfg.mode == "grpo":
+        summed = [sum(coef[d] * columns[d][j] for d in range(k)) for j in range(n)]
+        row_value = reference_group_zscore(summed, ids, cfg.epsilon, cfg.norm_by_std)
+    else:
+        zscores = [reference_group_zscore(col, ids, cfg.epsilon, cfg.norm_by_std) for col in columns]
+        summed = [sum(coef[d] * zscores[d][j] for d in range(k)) for j in range(n)]
+        tokens = [float(torch.as_tensor(response_mask[j]).double().sum()) for j in range(n)]
+        total = sum(tokens)
+        if total < 2:
+            raise SawInputError(f"GDPO whitening needs at least 2 response tokens in the batch; got M={total:g}")
+        mean = sum(t * s for t, s in zip(tokens, summed)) / total
+        var = sum(t * (s - mean) ** 2 for t, s in zip(tokens, summed)) / (total - 1)
+        row_value = [(s - mean) / math.sqrt(var + WHITEN_EPS) for s in summed]
+    mask = torch.as_tensor(response_mask).to(torch.float64)
+    advantages = torch.tensor(row_value, dtype=torch.float64)[:, None] * mask
+    as64 = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
+    return SawResult(advantages.float(), as64(weights), as64(cv), as64(raw_mean), as64(raw_std))

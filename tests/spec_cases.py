@@ -1,0 +1,67 @@
+"""Shared test data: the spec's worked example and a hypothesis strategy for random SAW batches."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import strategies as st
+
+from saw_verl import SawConfig
+
+EXAMPLE_KEYS = ("correctness", "format")
+EXAMPLE_REWARDS = torch.tensor(
+    [[-3, 1.5, 3, 3, 0, 3, -3, 3], [1, 1, 1, 0, 1, 1, 1, 1]], dtype=torch.float64
+).T.contiguous()
+EXAMPLE_GROUPS = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+EXAMPLE_MASK = torch.ones(8, 1, dtype=torch.int64)
+EXAMPLE_REWARD_MIN = (-3.0, 0.0)
+EXAMPLE_CV = (0.673435, 0.404061)
+EXAMPLE_WEIGHTS = {  # (preset, mode) -> weights
+    ("official", "grpo"): (1.25, 0.75),
+    ("official", "gdpo"): (1.25, 0.75),
+    ("paper", "grpo"): (0.625, 0.375),
+    ("paper", "gdpo"): (1.25, 0.75),
+}
+EXAMPLE_ADVANTAGES = {  # (mode, dynamic) -> per-row advantages (1 token each)
+    ("grpo", True): (-1.460992, 0.192961, 0.744279, 0.523752, -0.261116, 0.783349, -1.305582, 0.783349),
+    ("gdpo", True): (-1.301041, 0.487651, 1.083881, -0.270492, -0.294708, 0.884124, -1.473540, 0.884124),
+    ("gdpo", False): (-0.999640, 0.663178, 1.217450, -0.880988, -0.273969, 0.821906, -1.369844, 0.821906),
+}
+
+# Rewards on a small dyadic grid make ties and constant groups common, and group means exact in fp32.
+REWARD_VALUES = [-3.0, -1.5, -0.25, 0.0, 0.5, 1.0, 2.0, 3.0]
+MASK_DTYPES = [torch.bool, torch.int64, torch.int32, torch.float32]
+
+
+@st.composite
+def saw_batches(draw, max_rows: int = 24, max_len: int = 9, dyadic: bool = False):
+    """Random (rewards (N,K), group_ids (N,), mask (N,L), cfg): N, K in 1..6 plus groups of any size."""
+    num_keys = draw(st.integers(1, 6))
+    num_groups = draw(st.integers(1, 6))
+    sizes = draw(st.lists(st.integers(1, 6), min_size=num_groups, max_size=num_groups))
+    group_ids = [g for g, size in enumerate(sizes) for _ in range(size)][:max_rows]
+    if len(group_ids) < 2:
+        group_ids = [0, 0]
+    group_ids = draw(st.permutations(group_ids))  # non-contiguous groups
+    n = len(group_ids)
+    grid = st.sampled_from(REWARD_VALUES if dyadic else REWARD_VALUES + [0.1, 4.2])  # 0.1, 4.2: inexact means
+    value = grid if dyadic else st.one_of(grid, st.floats(-5, 5, allow_nan=False, width=32))
+    rewards = torch.tensor(draw(st.lists(st.lists(value, min_size=num_keys, max_size=num_keys), min_size=n, max_size=n)), dtype=torch.float64)
+    constant_key = draw(st.none() | st.integers(0, num_keys - 1))
+    if constant_key is not None:  # a whole dimension already learned: zero batch variance
+        rewards[:, constant_key] = rewards[0, constant_key]
+    length = draw(st.integers(1, max_len))
+    mask = torch.tensor(draw(st.lists(st.lists(st.booleans(), min_size=length, max_size=length), min_size=n, max_size=n)))
+    mask[draw(st.integers(0, n - 1))] = True  # at least one full row keeps M >= 2 most of the time
+    if draw(st.booleans()):
+        mask[draw(st.integers(0, n - 1))] = False  # an all-zero row
+    mask = mask.to(draw(st.sampled_from(MASK_DTYPES)))
+    cfg = SawConfig(
+        reward_keys=tuple(f"r{k}" for k in range(num_keys)),
+        mode=draw(st.sampled_from(["grpo", "gdpo"])),
+        preset=draw(st.sampled_from(["paper", "official"])),
+        dynamic=draw(st.booleans()),
+        reward_min=tuple(draw(st.lists(st.sampled_from([-3.0, 0.0, 1.0]), min_size=num_keys, max_size=num_keys))),
+        static_weights=tuple(draw(st.lists(st.sampled_from([0.0, 0.25, 1.0, 2.0]), min_size=num_keys, max_size=num_keys))),
+        norm_by_std=draw(st.booleans()),
+    )
+    return rewards, torch.tensor(group_ids), mask, cfg

@@ -1,0 +1,85 @@
+"""Every bad input of the spec raises SawInputError naming the key / row / shape at fault."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from saw_verl import SawConfig, SawInputError, rewards_from_columns, saw_advantages
+
+KEYS = ("format", "correctness")
+
+
+def good_batch(n=4, length=3):
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [1.0, 3.0]], dtype=torch.float64)[:n]
+    return rewards, torch.tensor([0, 0, 1, 1])[:n], torch.ones(n, length, dtype=torch.int64)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(reward_keys=()), "K = 0"),
+        (dict(reward_keys=KEYS, reward_min=(0.0,)), r"reward_min has 1 entries but there are 2"),
+        (dict(reward_keys=KEYS, static_weights=(1.0, 1.0, 1.0)), r"gdpo_reward_weights has 3 entries"),
+        (dict(reward_keys=KEYS, static_weights=(1.0, -0.5)), r"weight of 'correctness' is negative"),
+        (dict(reward_keys=KEYS, preset="released"), r"unknown algorithm.saw.preset 'released'"),
+        (dict(reward_keys=KEYS, mode="ppo"), r"unknown SAW mode 'ppo'"),
+        (dict(reward_keys=KEYS, dynamic="yes"), r"dynamic must be true or false"),
+        (dict(reward_keys=KEYS, delta=0.0), r"delta must be a finite number > 0"),
+        (dict(reward_keys=KEYS, reward_min=(0.0, float("nan"))), r"entry for 'correctness' is not finite"),
+        (dict(reward_keys=("a", "a")), r"duplicates"),
+    ],
+    ids=["no-keys", "reward-min-length", "weights-length", "negative-weight", "unknown-preset", "unknown-mode",
+         "dynamic-not-bool", "zero-delta", "nan-reward-min", "duplicate-keys"],
+)
+def test_bad_config_is_refused(kwargs, message):
+    with pytest.raises(SawInputError, match=message):
+        SawConfig(**kwargs)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_reward_names_key_and_row(bad):
+    rewards, groups, mask = good_batch()
+    rewards[2, 1] = bad
+    with pytest.raises(SawInputError, match=rf"reward 'correctness' is {bad} at row 2"):
+        saw_advantages(rewards, groups, mask, SawConfig(KEYS))
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda r, g, m: (r[:1], g[:1], m[:1]), r"at least 2 rollouts .* N=1"),
+        (lambda r, g, m: (r, g, m[:3]), r"response_mask must be \(N=4, L\), got \(3, 3\)"),
+        (lambda r, g, m: (r, g, m[:, 0]), r"response_mask must be \(N=4, L\), got \(4,\)"),
+        (lambda r, g, m: (r, g[:3], m), r"group index must have shape \(4,\), got \(3,\)"),
+        (lambda r, g, m: (r[:, :1], g, m), r"rewards must be \(N, K=2\)"),
+        (lambda r, g, m: (r, g - 1, m), r"group ids must lie in \[0, 1\), got values in \[-1, 0\]"),
+        (lambda r, g, m: (r, g, torch.tensor([[1, 0, 0]] + [[0, 0, 0]] * 3)), r"at least 2 response tokens .* M=1"),
+    ],
+    ids=["single-rollout", "mask-rows", "mask-1d", "index-length", "too-few-keys", "negative-group-id", "gdpo-one-token"],
+)
+def test_bad_shapes_are_refused(mutate, message):
+    with pytest.raises(SawInputError, match=message):
+        saw_advantages(*mutate(*good_batch()), SawConfig(KEYS, mode="gdpo"))
+
+
+def test_column_errors_name_the_key_and_row():
+    columns = {"format": np.array([1, 0, 1]), "correctness": np.array([1.0, 2.0]), "text": np.array(["1", "x", "2"], dtype=object)}
+    with pytest.raises(SawInputError, match=r"'length' not found; available keys: \['correctness', 'format', 'text'\]"):
+        rewards_from_columns(columns, ["length"], 3)
+    with pytest.raises(SawInputError, match=r"'correctness' has shape \(2,\), expected \(3,\)"):
+        rewards_from_columns(columns, ["format", "correctness"], 3)
+    with pytest.raises(SawInputError, match=r"'text' is not a number at row 1: 'x'"):
+        rewards_from_columns(columns, ["text"], 3)
+    assert rewards_from_columns(columns, ["format"], 3).tolist() == [[1.0], [0.0], [1.0]]
+
+
+def test_triton_forced_on_cpu_without_interpreter_is_refused(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setenv("SAW_VERL_BACKEND", "triton")
+    with pytest.raises(SawInputError, match=r"triton backend needs CUDA tensors .* SAW_VERL_BACKEND=torch"):
+        saw_advantages(*good_batch(), SawConfig(KEYS))
+    monkeypatch.setenv("SAW_VERL_BACKEND", "cuda")
+    with pytest.raises(SawInputError, match=r"SAW_VERL_BACKEND='cuda': expected one of"):
+        saw_advantages(*good_batch(), SawConfig(KEYS))

@@ -1,0 +1,134 @@
+"""The float64 reference against the spec's worked example, and the torch fast path against the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+
+from saw_verl import SawConfig, SawInputError, group_ids_from_index, reference_saw_advantages, saw_advantages
+from spec_cases import (
+    EXAMPLE_ADVANTAGES,
+    EXAMPLE_CV,
+    EXAMPLE_GROUPS,
+    EXAMPLE_KEYS,
+    EXAMPLE_MASK,
+    EXAMPLE_REWARD_MIN,
+    EXAMPLE_REWARDS,
+    EXAMPLE_WEIGHTS,
+    saw_batches,
+)
+
+IMPLEMENTATIONS = {
+    "reference": lambda r, g, m, cfg: reference_saw_advantages(r, g, m, cfg),
+    "torch": lambda r, g, m, cfg: saw_advantages(r, g, m, cfg, backend="torch"),
+}
+
+
+def example_config(mode, preset="paper", dynamic=True):
+    return SawConfig(EXAMPLE_KEYS, mode=mode, preset=preset, dynamic=dynamic, reward_min=EXAMPLE_REWARD_MIN)
+
+
+def assert_close(actual, expected, atol, what):
+    actual, expected = torch.as_tensor(actual, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
+    error = (actual - expected).abs()
+    worst = int(error.argmax()) if error.numel() else 0
+    assert error.numel() == 0 or error.max() <= atol, (
+        f"{what}: max |diff| {error.max():.3g} > {atol} at flat index {worst}: "
+        f"got {actual.flatten()[worst]:.7f}, expected {expected.flatten()[worst]:.7f}"
+    )
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("preset,mode", EXAMPLE_WEIGHTS, ids=lambda v: str(v))
+def test_worked_example_weights_and_advantages(impl, preset, mode):
+    result = IMPLEMENTATIONS[impl](EXAMPLE_REWARDS, EXAMPLE_GROUPS, EXAMPLE_MASK, example_config(mode, preset))
+    assert_close(result.cv, EXAMPLE_CV, 1e-6, "cv")
+    assert_close(result.weights, EXAMPLE_WEIGHTS[preset, mode], 1e-6, "weights")
+    assert_close(result.advantages[:, 0], EXAMPLE_ADVANTAGES[mode, True], 1e-6, "advantages")
+    assert result.advantages.dtype == torch.float32
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_worked_example_plain_gdpo(impl):
+    result = IMPLEMENTATIONS[impl](EXAMPLE_REWARDS, EXAMPLE_GROUPS, EXAMPLE_MASK, example_config("gdpo", dynamic=False))
+    assert result.weights.tolist() == [1.0, 1.0]
+    assert_close(result.advantages[:, 0], EXAMPLE_ADVANTAGES["gdpo", False], 1e-6, "advantages")
+
+
+def tolerance(reference):
+    return 1e-5 * max(1.0, float(reference.abs().max()) if reference.numel() else 1.0)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(saw_batches())
+def test_torch_path_equals_reference_on_random_batches(batch):
+    rewards, group_ids, mask, cfg = batch
+    try:
+        expected = reference_saw_advantages(rewards, group_ids, mask, cfg)
+    except SawInputError as error:  # e.g. GDPO with fewer than 2 tokens: the fast path must refuse the same way
+        with pytest.raises(SawInputError, match=str(error).split(";")[0]):
+            saw_advantages(rewards, group_ids, mask, cfg, backend="torch")
+        return
+    actual = saw_advantages(rewards, group_ids, mask, cfg, backend="torch")
+    assert torch.isfinite(actual.advantages).all()
+    for field in ("weights", "cv", "mean", "std"):
+        assert_close(getattr(actual, field), getattr(expected, field), tolerance(getattr(expected, field)), field)
+    assert_close(actual.advantages, expected.advantages, tolerance(expected.advantages), "advantages")
+    assert (actual.advantages[mask.to(torch.bool).logical_not()] == 0).all(), "masked tokens must be exactly 0"
+
+
+def test_constant_group_gets_exactly_zero_where_verl_leaks():
+    rewards = torch.tensor([[4.2]] * 16 + [[0.0], [1.0]], dtype=torch.float64)
+    groups = torch.tensor([0] * 16 + [1, 1])
+    result = saw_advantages(rewards, groups, torch.ones(18, 3, dtype=torch.int64), SawConfig(("score",), mode="grpo"))
+    assert (result.advantages[:16] == 0).all()
+    assert (result.advantages[16:, 0].abs() > 0.5).all()
+
+
+def test_single_rollout_group_uses_mean_zero_std_one():
+    rewards = torch.tensor([[2.0], [1.0], [3.0]], dtype=torch.float64)
+    result = saw_advantages(rewards, torch.tensor([0, 1, 1]), torch.ones(3, 2), SawConfig(("score",), mode="grpo"))
+    assert result.advantages[0, 0].item() == pytest.approx(2.0 / (1 + 1e-6), abs=1e-7)
+
+
+def test_zero_variance_dimension_gets_zero_weight_and_all_constant_falls_back():
+    learned = torch.tensor([[1.0, 0.0], [1.0, 2.0], [1.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    groups, mask = torch.tensor([0, 0, 1, 1]), torch.ones(4, 2, dtype=torch.bool)
+    result = saw_advantages(learned, groups, mask, SawConfig(("format", "correctness"), mode="gdpo"))
+    assert result.weights.tolist() == [0.0, 2.0]
+    constant = torch.ones(4, 2, dtype=torch.float64)
+    result = saw_advantages(constant, groups, mask, SawConfig(("format", "correctness"), mode="grpo"))
+    assert result.weights.tolist() == [0.5, 0.5]
+    assert (result.advantages == 0).all()
+
+
+def test_all_zero_mask_rows_get_zero_and_no_whitening_weight():
+    rewards = torch.tensor([[0.0], [1.0], [5.0], [-7.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1], [1, 0], [0, 0], [0, 0]])
+    cfg = SawConfig(("score",), mode="gdpo")
+    result = saw_advantages(rewards, torch.tensor([0, 0, 1, 1]), mask, cfg)
+    assert (result.advantages[2:] == 0).all()
+    only_live = saw_advantages(rewards[:2], torch.tensor([0, 0]), mask[:2], cfg)
+    assert_close(result.advantages[:2], only_live.advantages, 1e-6, "dead rows must not move the whitening")
+
+
+def test_torch_path_is_deterministic_and_accepts_strided_masks():
+    generator = torch.Generator().manual_seed(0)
+    rewards = torch.randn(300, 3, generator=generator, dtype=torch.float64)
+    groups = torch.randint(0, 40, (300,), generator=generator)
+    wide = torch.randint(0, 2, (300, 130), generator=generator)
+    strided = wide[:, ::2]
+    cfg = SawConfig(("a", "b", "c"), mode="gdpo")
+    first = saw_advantages(rewards, groups, strided, cfg)
+    second = saw_advantages(rewards, groups, strided.contiguous(), cfg)
+    assert torch.equal(first.advantages, second.advantages)
+    expected = reference_saw_advantages(rewards, groups, strided, cfg)
+    assert_close(first.advantages, expected.advantages, 1e-5, "strided mask")
+
+
+def test_group_ids_from_uid_strings_are_dense_and_consistent():
+    ids, count = group_ids_from_index(np.array(["b", "a", "b", "c", "a"], dtype=object))
+    assert count == 3 and ids.dtype == torch.int64
+    assert ids[0] == ids[2] and ids[1] == ids[4] and len(set(ids.tolist())) == 3
