@@ -1,0 +1,126 @@
+"""SAW options in a verl `algorithm` config -> a validated `SawConfig`.
+
+Per-dimension keys and static weights are verl's own `algorithm.gdpo_reward_keys` /
+`algorithm.gdpo_reward_weights`; SAW's options live under `algorithm.saw`:
+
+    algorithm:
+      _target_: saw_verl.integration.config.SawAlgoConfig   # keeps omega_conf_to_dataclass working
+      adv_estimator: saw_gdpo                               # or saw_grpo
+      gdpo_reward_keys: [accuracy_reward, format_reward]
+      saw: {preset: paper, dynamic: true, reward_min: [0, 0], delta: 1.0e-8}
+
+The readers accept an OmegaConf DictConfig, a verl dataclass config, or a plain dict.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from verl.trainer.config import AlgoConfig
+
+from saw_verl.config import SawConfig, SawInputError
+
+logger = logging.getLogger(__name__)
+
+SAW_OPTION_DEFAULTS = {"preset": "paper", "dynamic": True, "reward_min": None, "delta": 1e-8}
+_warned_kl_in_reward = False
+
+
+@dataclass
+class SawAlgoConfig(AlgoConfig):
+    """verl's `AlgoConfig` plus the `algorithm.saw` block (plain `AlgoConfig` rejects unknown keys)."""
+
+    saw: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        parent_post_init = getattr(super(), "__post_init__", None)
+        if parent_post_init is not None:
+            parent_post_init()
+        saw_options(self)  # unknown options fail when the config is built, not at the first step
+
+
+def _plain(value):
+    """OmegaConf containers -> plain Python (dict / list); anything else unchanged."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _get(config, key: str, default=None):
+    """`config.get(key, default)` for DictConfig, verl dataclass configs and dicts."""
+    if isinstance(config, Mapping) or hasattr(config, "get"):
+        return _plain(config.get(key, default))
+    return _plain(getattr(config, key, default))
+
+
+def saw_options(algorithm_config) -> dict[str, Any]:
+    """The `algorithm.saw` block merged over SAW_OPTION_DEFAULTS; unknown options -> SawInputError."""
+    block = _get(algorithm_config, "saw", None)
+    if block is None:
+        block = {}
+    if not isinstance(block, Mapping):
+        raise SawInputError(f"algorithm.saw must be a mapping of SAW options, got {type(block).__name__}: {block!r}")
+    unknown = sorted(set(map(str, block)) - set(SAW_OPTION_DEFAULTS))
+    if unknown:
+        raise SawInputError(
+            f"unknown option(s) in algorithm.saw: {unknown}; known options: {sorted(SAW_OPTION_DEFAULTS)}"
+        )
+    return {**SAW_OPTION_DEFAULTS, **block}
+
+
+def _optional_list(option: str, value) -> Optional[list]:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise SawInputError(f"{option} must be a list (one entry per reward key), got {value!r}")
+    return list(value)
+
+
+def saw_config_from_algorithm(
+    algorithm_config, mode: str, epsilon: float = 1e-6, norm_adv_by_std_in_grpo: Optional[bool] = None
+) -> SawConfig:
+    """verl's `config.algorithm` -> SawConfig (mode "grpo" / "gdpo" comes from the estimator name).
+
+    `norm_adv_by_std_in_grpo` falls back to `algorithm.norm_adv_by_std_in_grpo` (default true).
+    Raises SawInputError naming the option at fault.
+    """
+    if algorithm_config is None:
+        raise SawInputError(
+            f"saw_{mode} needs verl's algorithm config (algorithm.gdpo_reward_keys, algorithm.saw); got config=None"
+        )
+    keys = _optional_list("algorithm.gdpo_reward_keys", _get(algorithm_config, "gdpo_reward_keys"))
+    if keys is None:
+        raise SawInputError(
+            f"saw_{mode} needs algorithm.gdpo_reward_keys: the reward dimensions returned by compute_score, "
+            f"e.g. '+algorithm.gdpo_reward_keys=[accuracy_reward,format_reward]'"
+        )
+    options = saw_options(algorithm_config)
+    if norm_adv_by_std_in_grpo is None:
+        norm_adv_by_std_in_grpo = _get(algorithm_config, "norm_adv_by_std_in_grpo", True)
+    _warn_once_if_kl_in_reward(algorithm_config, mode)
+    return SawConfig(
+        reward_keys=tuple(keys),
+        mode=mode,
+        preset=options["preset"],
+        dynamic=options["dynamic"],
+        reward_min=_optional_list("algorithm.saw.reward_min", options["reward_min"]),
+        static_weights=_optional_list("algorithm.gdpo_reward_weights", _get(algorithm_config, "gdpo_reward_weights")),
+        delta=options["delta"],
+        epsilon=epsilon,
+        norm_by_std=bool(norm_adv_by_std_in_grpo),
+    )
+
+
+def _warn_once_if_kl_in_reward(algorithm_config, mode: str) -> None:
+    global _warned_kl_in_reward
+    if _get(algorithm_config, "use_kl_in_reward", False) and not _warned_kl_in_reward:
+        _warned_kl_in_reward = True
+        logger.warning(
+            "algorithm.use_kl_in_reward=true has no effect on saw_%s: SAW reads the per-key scores, not "
+            "token_level_rewards (like verl's gdpo). Use actor_rollout_ref.actor.use_kl_loss instead.",
+            mode,
+        )

@@ -1,0 +1,146 @@
+"""The verl advantage estimators `saw_grpo` and `saw_gdpo`, registered idempotently.
+
+Imports only `verl.trainer.ppo.core_algos` from verl: this module is loaded from inside
+`verl/__init__.py` (the `verl.plugins` entry point), while verl is half initialised.
+
+verl 0.9.1 gives a registered estimator only token_level_rewards, response_mask, index and config.
+The per-key reward columns arrive either as the `non_tensor_batch` keyword (direct calls, or a verl
+that forwards it) or through `forwarded(...)`, which the shim wraps around verl's calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections import ChainMap
+from collections.abc import Mapping
+from typing import NamedTuple, Optional
+
+import torch
+from verl.trainer.ppo import core_algos
+
+from saw_verl.advantages import group_ids_from_index, rewards_from_columns, saw_advantages
+from saw_verl.config import SawInputError
+from saw_verl.integration import metrics
+from saw_verl.integration.config import saw_config_from_algorithm
+
+SAW_ESTIMATORS = ("saw_grpo", "saw_gdpo")
+
+
+class _Forwarded(NamedTuple):
+    columns: Optional[Mapping]  # {key: (N,) array}, e.g. verl's non_tensor_batch
+    norm_adv_by_std_in_grpo: Optional[bool]
+
+
+# What the shim forwarded for the verl call in progress, innermost first.
+_forwarded: contextvars.ContextVar[tuple[_Forwarded, ...]] = contextvars.ContextVar("saw_verl_forwarded", default=())
+
+
+@contextlib.contextmanager
+def forwarded(columns: Optional[Mapping] = None, norm_adv_by_std_in_grpo: Optional[bool] = None):
+    """Make per-key reward columns / the GRPO std switch visible to saw_* estimators called inside."""
+    token = _forwarded.set((_Forwarded(columns, norm_adv_by_std_in_grpo), *_forwarded.get()))
+    try:
+        yield
+    finally:
+        _forwarded.reset(token)
+
+
+def _forwarded_norm() -> Optional[bool]:
+    return next((f.norm_adv_by_std_in_grpo for f in _forwarded.get() if f.norm_adv_by_std_in_grpo is not None), None)
+
+
+def _columns_for(estimator: str, non_tensor_batch: Optional[Mapping], keys) -> Mapping:
+    sources = tuple(m for m in (non_tensor_batch, *(f.columns for f in _forwarded.get())) if m is not None)
+    if not sources:
+        raise SawInputError(
+            f"{estimator} received no per-key rewards: verl did not forward non_tensor_batch and the saw_verl "
+            "shim is not active in this process. Load the plugin in every verl process (install saw-verl so the "
+            "'verl.plugins' entry point is found, or set VERL_USE_EXTERNAL_MODULES=saw_verl.integration.plugin)."
+        )
+    columns = ChainMap(*sources)
+    missing = [key for key in keys if key not in columns]
+    if missing and set(map(str, columns)) <= {"uid"}:
+        raise SawInputError(
+            f"{estimator}: reward keys {missing} not found and only 'uid' arrived: this is verl's v1 trainer "
+            "without the saw_verl TransferQueue shim (PPOTrainer._compute_advantage wrapper), or compute_score "
+            "returned a plain float instead of a dict with these keys."
+        )
+    return columns
+
+
+def _saw_estimator(mode: str, token_level_rewards, response_mask, index, config, non_tensor_batch, epsilon, norm):
+    estimator = f"saw_{mode}"
+    if norm is None:
+        norm = _forwarded_norm()
+    cfg = saw_config_from_algorithm(config, mode, epsilon=epsilon, norm_adv_by_std_in_grpo=norm)
+    num_rows = response_mask.shape[0]
+    rewards = rewards_from_columns(_columns_for(estimator, non_tensor_batch, cfg.reward_keys), cfg.reward_keys, num_rows)
+    if index is None:
+        raise SawInputError(f"{estimator} needs the group index (non_tensor_batch['uid']); got index=None")
+    group_ids, num_groups = group_ids_from_index(index)
+    result = saw_advantages(rewards, group_ids, response_mask, cfg, num_groups=num_groups)
+    metrics.publish(estimator, cfg.reward_keys, result)
+    return result.advantages, result.advantages
+
+
+def compute_saw_grpo_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index=None,
+    config=None,
+    non_tensor_batch: Optional[Mapping] = None,
+    batch=None,
+    epsilon: float = 1e-6,
+    norm_adv_by_std_in_grpo: Optional[bool] = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAW weights on the raw per-key rewards, then GRPO's group z-score.
+
+    response_mask (N, L), index (N,) uids, config: verl's `algorithm` config. The rewards come from
+    the per-key columns (token_level_rewards and batch are unused). Returns (advantages, returns),
+    both the same (N, L) float32 tensor.
+    """
+    return _saw_estimator(
+        "grpo", token_level_rewards, response_mask, index, config, non_tensor_batch, epsilon, norm_adv_by_std_in_grpo
+    )
+
+
+def compute_saw_gdpo_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index=None,
+    config=None,
+    non_tensor_batch: Optional[Mapping] = None,
+    batch=None,
+    epsilon: float = 1e-6,
+    norm_adv_by_std_in_grpo: Optional[bool] = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAW weights on the per-key group z-scores, then token-weighted whitening (as GDPO).
+
+    Same arguments and result as `compute_saw_grpo_advantage`.
+    """
+    return _saw_estimator(
+        "gdpo", token_level_rewards, response_mask, index, config, non_tensor_batch, epsilon, norm_adv_by_std_in_grpo
+    )
+
+
+ESTIMATOR_FUNCTIONS = {"saw_grpo": compute_saw_grpo_advantage, "saw_gdpo": compute_saw_gdpo_advantage}
+
+
+def register() -> None:
+    """Bind saw_grpo / saw_gdpo in verl's registry; safe when this module is executed again (reload)."""
+    registry = core_algos.ADV_ESTIMATOR_REGISTRY
+    for name, fn in ESTIMATOR_FUNCTIONS.items():
+        current = registry.get(name)
+        if current is fn:
+            continue
+        if current is not None:
+            if (getattr(current, "__module__", None), getattr(current, "__qualname__", None)) != (
+                fn.__module__,
+                fn.__qualname__,
+            ):
+                raise ValueError(f"advantage estimator {name!r} is already registered by another package: {current!r}")
+            del registry[name]  # an earlier execution of this module: replace it
+        core_algos.register_adv_est(name)(fn)

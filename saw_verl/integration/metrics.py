@@ -1,0 +1,58 @@
+"""Per-key SAW statistics of the latest step, handed from the estimator to the trainer's step metrics.
+
+The estimator runs in the trainer's process (verl's TaskRunner), but verl gives it no metrics dict:
+it `publish`es here, and the shim `take`s the pending metrics into the step metrics (v1: the
+`metrics` dict of `PPOTrainer._compute_advantage`; legacy: the output of `compute_data_metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Sequence
+
+from saw_verl.reference import SawResult
+
+logger = logging.getLogger(__name__)
+# verl configures the root logger at WARNING; show the per-step weights on the console unless told not to
+logger.setLevel(os.environ.get("SAW_VERL_LOGGING_LEVEL", "INFO").upper())
+
+STATISTICS = ("weight", "cv", "mean", "std")
+
+_lock = threading.Lock()
+_pending: dict[str, float] = {}
+
+
+def step_metrics(reward_keys: Sequence[str], result: SawResult) -> dict[str, float]:
+    """{"saw/{key}/weight" | cv | mean | std: float} for every reward key."""
+    columns = {"weight": result.weights, "cv": result.cv, "mean": result.mean, "std": result.std}
+    return {
+        f"saw/{key}/{stat}": float(columns[stat][k]) for k, key in enumerate(reward_keys) for stat in STATISTICS
+    }
+
+
+def publish(estimator: str, reward_keys: Sequence[str], result: SawResult) -> dict[str, float]:
+    """Store this step's metrics for the trainer (replacing any not yet taken) and log them at INFO."""
+    metrics = step_metrics(reward_keys, result)
+    with _lock:
+        _pending.clear()
+        _pending.update(metrics)
+    logger.info(
+        "%s weights: %s",
+        estimator,
+        ", ".join(
+            f"{key}={metrics[f'saw/{key}/weight']:.4f} (cv {metrics[f'saw/{key}/cv']:.4f}, "
+            f"mean {metrics[f'saw/{key}/mean']:.4f}, std {metrics[f'saw/{key}/std']:.4f})"
+            for key in reward_keys
+        ),
+    )
+    return metrics
+
+
+def take() -> dict[str, float]:
+    """Pop the pending metrics (empty when no saw_* estimator ran since the last take)."""
+    with _lock:
+        metrics = dict(_pending)
+        _pending.clear()
+    return metrics
