@@ -1,0 +1,198 @@
+"""Summarise CPU demo metrics: steps to reach each reward threshold, final rewards, and a plot.
+
+    python recipes/cpu_demo/analyze.py --metrics results/metrics.csv --out results \
+        --threshold format_reward=0.9 --threshold correct_reward=0.6
+
+Rewards are the batch means of the training rollouts (verl's ``saw/<key>/mean``), smoothed with a
+trailing mean over ``--window`` steps before thresholds are checked. A run that never reaches a
+threshold counts as ``steps + 1`` in the mean (a lower bound on its true time) and is listed in the
+"reached" column. Each SAW method is also compared with its equal-weight baseline seed by seed.
+Writes ``summary.md``, ``summary.csv``, ``paired.csv`` and ``curves.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+METHOD_ORDER = ["grpo", "saw_grpo", "gdpo", "saw_gdpo"]
+
+
+def reward_keys(metrics: pd.DataFrame) -> list[str]:
+    return [c.removeprefix("weight/") for c in metrics.columns if c.startswith("weight/")]
+
+
+def smoothed(metrics: pd.DataFrame, key: str, window: int) -> pd.Series:
+    """Trailing mean of ``key`` over ``window`` steps, within each (method, seed) run."""
+    ordered = metrics.sort_values(["method", "seed", "step"])
+    return ordered.groupby(["method", "seed"])[key].transform(lambda s: s.rolling(window, min_periods=1).mean())
+
+
+def first_step_at(run: pd.DataFrame, column: str, threshold: float) -> int | None:
+    """First step whose smoothed value is >= threshold, or None."""
+    hit = run.loc[run[column] >= threshold, "step"]
+    return int(hit.min()) if len(hit) else None
+
+
+def per_run(metrics: pd.DataFrame, thresholds: dict[str, float], window: int, final_steps: int) -> pd.DataFrame:
+    """One row per (method, seed): first step at each threshold (None if never) and final reward."""
+    metrics = metrics.sort_values(["method", "seed", "step"]).copy()
+    for key in thresholds:
+        metrics[f"smooth/{key}"] = smoothed(metrics, key, window)
+    records = []
+    for (method, seed), run in metrics.groupby(["method", "seed"]):
+        last = run["step"].max()
+        record = {"method": method, "seed": seed, "last_step": last}
+        for key, threshold in thresholds.items():
+            record[f"steps/{key}"] = first_step_at(run, f"smooth/{key}", threshold)
+            record[f"final/{key}"] = run.loc[run["step"] > last - final_steps, key].mean()
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def _censored_steps(runs: pd.DataFrame, key: str) -> pd.Series:
+    """Steps to a threshold, a run that never reached it counting as last step + 1."""
+    return runs[f"steps/{key}"].astype(float).fillna(runs["last_step"] + 1)
+
+
+def _method_rank(methods: pd.Series) -> pd.Series:
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return methods.map(lambda m: order.get(m, len(order)))
+
+
+def summarise(runs: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
+    """One row per method: steps to each threshold and final reward, mean and std over seeds."""
+    rows = []
+    for method, group in runs.groupby("method"):
+        row = {"method": method, "seeds": len(group)}
+        for key, threshold in thresholds.items():
+            row[f"reached {key}>={threshold}"] = f"{int(group[f'steps/{key}'].notna().sum())}/{len(group)}"
+            for stat, values in (("steps", _censored_steps(group, key)), ("final", group[f"final/{key}"])):
+                row[f"{stat} {key} mean"] = values.mean()
+                row[f"{stat} {key} std"] = values.std(ddof=1) if len(values) > 1 else 0.0
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values("method", key=_method_rank).reset_index(drop=True)
+
+
+def paired(runs: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
+    """SAW minus its equal-weight baseline, seed by seed (same model, data order): mean, std, wins."""
+    rows = []
+    for baseline in ("grpo", "gdpo"):
+        both = runs[runs["method"] == baseline].merge(runs[runs["method"] == f"saw_{baseline}"], on="seed",
+                                                     suffixes=("_base", "_saw"))
+        if both.empty:
+            continue
+        row = {"comparison": f"saw_{baseline} - {baseline}", "seeds": len(both)}
+        for key in thresholds:
+            base = both[[f"steps/{key}_base", "last_step_base"]].set_axis([f"steps/{key}", "last_step"], axis=1)
+            saw = both[[f"steps/{key}_saw", "last_step_saw"]].set_axis([f"steps/{key}", "last_step"], axis=1)
+            for stat, diff, better in (
+                ("steps", _censored_steps(saw, key) - _censored_steps(base, key), lambda d: d < 0),
+                ("final", both[f"final/{key}_saw"] - both[f"final/{key}_base"], lambda d: d > 0),
+            ):
+                row[f"{stat} {key} diff mean"] = diff.mean()
+                row[f"{stat} {key} diff std"] = diff.std(ddof=1) if len(diff) > 1 else 0.0
+                row[f"{stat} {key} saw better"] = f"{int(better(diff).sum())}/{len(diff)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame, pairs: pd.DataFrame, thresholds: dict[str, float], window: int,
+             final_steps: int) -> str:
+    """The summary and the paired comparison as markdown tables, "mean ± std" per cell."""
+    header = ["method", "seeds"]
+    for key, threshold in thresholds.items():
+        header += [f"steps to {key} ≥ {threshold}", "reached"]
+    header += [f"final {key}" for key in thresholds]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in table.iterrows():
+        cells = [row["method"], str(row["seeds"])]
+        for key, threshold in thresholds.items():
+            cells += [f"{row[f'steps {key} mean']:.1f} ± {row[f'steps {key} std']:.1f}",
+                      row[f"reached {key}>={threshold}"]]
+        cells += [f"{row[f'final {key} mean']:.3f} ± {row[f'final {key} std']:.3f}" for key in thresholds]
+        lines.append("| " + " | ".join(cells) + " |")
+    if not pairs.empty:
+        header = ["paired, per seed", "seeds"]
+        for key in thresholds:
+            header += [f"Δ steps to {key}", "SAW faster"]
+        header += [f"Δ final {key}" for key in thresholds]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, row in pairs.iterrows():
+            cells = [row["comparison"], str(row["seeds"])]
+            for key in thresholds:
+                cells += [f"{row[f'steps {key} diff mean']:+.1f} ± {row[f'steps {key} diff std']:.1f}",
+                          row[f"steps {key} saw better"]]
+            cells += [f"{row[f'final {key} diff mean']:+.3f} ± {row[f'final {key} diff std']:.3f} "
+                      f"({row[f'final {key} saw better']} higher)" for key in thresholds]
+            lines.append("| " + " | ".join(cells) + " |")
+    notes = (f"\nRewards smoothed over a trailing {window}-step window; a run that never reaches a threshold "
+             f"counts as (last step + 1). Final = mean of the last {final_steps} steps. Spread = std over seeds; "
+             f"paired rows: SAW minus its equal-weight baseline on the same seed.\n")
+    return "\n".join(lines) + "\n" + notes
+
+
+def plot(metrics: pd.DataFrame, keys: list[str], path: Path) -> None:
+    """Row 1: each reward against the step; row 2: each SAW weight. Mean over seeds, band = min..max."""
+    fig, axes = plt.subplots(2, len(keys), figsize=(5.5 * len(keys), 7), sharex=True, squeeze=False)
+    methods = [m for m in METHOD_ORDER if m in set(metrics["method"])]
+    for col, key in enumerate(keys):
+        for row, column in enumerate((key, f"weight/{key}")):
+            ax = axes[row][col]
+            for method in methods:
+                curve = metrics[metrics["method"] == method].groupby("step")[column].agg(["mean", "min", "max"])
+                line, = ax.plot(curve.index, curve["mean"], label=method, linestyle="--" if "saw" not in method else "-")
+                ax.fill_between(curve.index, curve["min"], curve["max"], color=line.get_color(), alpha=0.15)
+            ax.set_title(column if row == 0 else f"SAW weight of {key}")
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("training step")
+    axes[0][0].legend()
+    fig.suptitle("CPU demo: batch-mean training rewards and SAW weights (mean over seeds, band = min..max)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, float(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threshold", type=parse_threshold, action="append",
+                        default=None, help="KEY=VALUE (repeatable); default format_reward=0.9, correct_reward=0.6")
+    parser.add_argument("--window", type=int, default=5)
+    parser.add_argument("--final_steps", type=int, default=5)
+    args = parser.parse_args(argv)
+    thresholds = dict(args.threshold or [("format_reward", 0.9), ("correct_reward", 0.6)])
+    metrics = pd.read_csv(args.metrics)
+    unknown = sorted(set(thresholds) - set(reward_keys(metrics)))
+    if unknown:
+        raise SystemExit(f"threshold keys {unknown} are not in {args.metrics} (keys: {reward_keys(metrics)})")
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = per_run(metrics, thresholds, args.window, args.final_steps)
+    table = summarise(runs, thresholds)
+    pairs = paired(runs, thresholds)
+    table.to_csv(args.out / "summary.csv", index=False)
+    pairs.to_csv(args.out / "paired.csv", index=False)
+    text = markdown(table, pairs, thresholds, args.window, args.final_steps)
+    (args.out / "summary.md").write_text(text)
+    plot(metrics, reward_keys(metrics), args.out / "curves.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

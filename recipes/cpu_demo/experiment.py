@@ -1,0 +1,161 @@
+"""Run the CPU demo: estimators x seeds through verl's real trainer on CPU, collecting per-step metrics.
+
+    python recipes/cpu_demo/experiment.py --workdir /tmp/saw_cpu_demo --out results \
+        --methods gdpo saw_gdpo --seeds 0 --steps 60 --parallel 2
+
+Sets up from scratch under ``--workdir`` (the data, and one random tiny Qwen2 per seed: the seed
+varies the initialisation, the data order and the sampling; every method of a seed starts from the
+same model), then runs each (method, seed) with ``python -m verl.trainer.main_ppo`` through
+``saw_verl.cpu_harness`` and the recipe's ``config/cpu_demo.yaml``. Writes ``metrics.csv`` (one row
+per method, seed and step, from verl's ``file`` logger) and ``runs.csv`` (exit code, wall time,
+peak memory of every run) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from saw_verl.cpu_harness.assets import PLAIN_TEMPLATE, TinyQwen2, build_tiny_model, write_rl_parquet
+from saw_verl.cpu_harness.launcher import RunResult, run_main_ppo
+
+RECIPE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = RECIPE_DIR / "config"
+CONFIG_NAME = "cpu_demo"
+
+
+def _recipe_module(name: str):
+    """Import ``<recipe>/<name>.py`` (the recipe folder is not a package) under a unique module name."""
+    spec = importlib.util.spec_from_file_location(f"saw_cpu_demo_{name}", RECIPE_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+copy_digit_rows = _recipe_module("prepare_data").copy_digit_rows
+
+# method -> (verl estimator, SAW's dynamic weights); the baselines are the same estimators with
+# equal weights (algorithm.saw.dynamic=false), i.e. plain multi-reward GRPO / GDPO.
+METHODS = {
+    "grpo": ("saw_grpo", False),
+    "saw_grpo": ("saw_grpo", True),
+    "gdpo": ("saw_gdpo", False),
+    "saw_gdpo": ("saw_gdpo", True),
+}
+def reward_keys() -> list[str]:
+    """The reward keys of the recipe config (``algorithm.gdpo_reward_keys``)."""
+    return list(OmegaConf.load(CONFIG_DIR / f"{CONFIG_NAME}.yaml").algorithm.gdpo_reward_keys)
+
+
+def prepare(workdir: Path, seeds: list[int]) -> None:
+    """Write the data and one tiny model per seed under ``workdir`` (kept if already there)."""
+    for split, size in (("train", 4096), ("test", 64)):
+        path = workdir / "data" / f"{split}.parquet"
+        if not path.exists():
+            write_rl_parquet(copy_digit_rows(size, split), path)
+    for seed in seeds:
+        model_dir = workdir / "models" / f"seed{seed}"
+        if not (model_dir / "config.json").exists():
+            build_tiny_model(model_dir, TinyQwen2(seed=seed), chat_template=PLAIN_TEMPLATE)
+
+
+def run_overrides(workdir: Path, method: str, seed: int, steps: int) -> list[str]:
+    """Hydra overrides of one run on top of ``config/cpu_demo.yaml``."""
+    estimator, dynamic = METHODS[method]
+    return [
+        f"data.train_files={workdir / 'data' / 'train.parquet'}",
+        f"data.val_files={workdir / 'data' / 'test.parquet'}",
+        f"data.seed={seed}",
+        f"actor_rollout_ref.model.path={workdir / 'models' / f'seed{seed}'}",
+        f"actor_rollout_ref.rollout.seed={seed}",
+        f"reward.custom_reward_function.path={RECIPE_DIR / 'reward.py'}",
+        f"algorithm.adv_estimator={estimator}",
+        f"algorithm.saw.dynamic={str(dynamic).lower()}",
+        f"trainer.total_training_steps={steps}",
+        f"trainer.experiment_name={method}_seed{seed}",
+        f"trainer.default_local_dir={workdir / 'checkpoints' / f'{method}_seed{seed}'}",
+    ]
+
+
+def run_one(workdir: Path, method: str, seed: int, steps: int, timeout_s: float) -> RunResult:
+    """One training run; its verl log and step metrics go to ``workdir/runs/<method>_seed<seed>/``."""
+    run_dir = workdir / "runs" / f"{method}_seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(run_dir / "verl_metrics.jsonl"))
+    return run_main_ppo(run_overrides(workdir, method, seed, steps), run_dir / "train.log", timeout_s,
+                        config_path=CONFIG_DIR, config_name=CONFIG_NAME, env=env, cwd=run_dir)
+
+
+def step_rows(verl_metrics: Path, method: str, seed: int, keys: list[str]) -> list[dict]:
+    """Per-step rows (reward means, SAW weights, step time) from one run's verl ``file`` logger output."""
+    rows = []
+    for line in verl_metrics.read_text().splitlines():
+        record = json.loads(line)
+        data = record["data"]
+        if f"saw/{keys[0]}/mean" not in data:  # e.g. a validation-only record
+            continue
+        row = {"method": method, "seed": seed, "step": record["step"]}
+        row.update({key: data[f"saw/{key}/mean"] for key in keys})
+        row.update({f"weight/{key}": data[f"saw/{key}/weight"] for key in keys})
+        row["step_time_s"] = data.get("timing_s/step")
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["gdpo", "saw_gdpo"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per run")
+    args = parser.parse_args(argv)
+    workdir = args.workdir.expanduser().resolve()
+    prepare(workdir, args.seeds)
+    keys = reward_keys()
+    jobs = [(method, seed) for seed in args.seeds for method in args.methods]
+
+    def run(job):
+        method, seed = job
+        result = run_one(workdir, method, seed, args.steps, args.timeout)
+        print(f"{method} seed {seed}: exit {result.returncode}, {result.wall_s:.0f} s, "
+              f"peak {result.peak_pss_bytes / 2**30:.2f} GiB PSS, log {result.log_path}", flush=True)
+        return job, result
+
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        outcomes = list(pool.map(run, jobs))
+    runs, metrics = [], []
+    for (method, seed), result in outcomes:
+        runs.append({"method": method, "seed": seed, "returncode": result.returncode, "wall_s": round(result.wall_s, 1),
+                     "peak_pss_gib": round(result.peak_pss_bytes / 2**30, 2)})
+        if result.returncode == 0:
+            metrics += step_rows(result.log_path.parent / "verl_metrics.jsonl", method, seed, keys)
+    write_csv(runs, args.out / "runs.csv")
+    if metrics:
+        write_csv(metrics, args.out / "metrics.csv")
+    failed = [f"{method} seed {seed} ({result.log_path})" for (method, seed), result in outcomes if result.returncode]
+    if failed:
+        print("failed runs: " + "; ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
