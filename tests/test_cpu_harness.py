@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import textwrap
 import types
 
 import pandas as pd
@@ -12,7 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from saw_verl.cpu_harness import import_hooks, launcher, platform
+from saw_verl import import_hooks
+from saw_verl.cpu_harness import launcher, platform
 from saw_verl.cpu_harness.assets import (
     PLAIN_TEMPLATE,
     TinyQwen2,

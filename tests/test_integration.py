@@ -71,10 +71,23 @@ def test_entry_point_is_declared():
     assert entry.load() is plugin
 
 
-def test_integration_package_does_not_import_verl():
-    code = "import sys, saw_verl.integration; print('verl' in sys.modules)"
+def test_the_math_does_not_import_verl():
+    code = "import sys, saw_verl, saw_verl.kernels; print('verl' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "False", run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module", ["config", "estimators", "shim", "metrics", "plugin"])
+def test_any_integration_module_imported_first_still_registers(module):
+    code = (
+        f"import saw_verl.integration.{module}\n"
+        "from verl.trainer.ppo import core_algos\n"
+        "print(sorted(k for k in core_algos.ADV_ESTIMATOR_REGISTRY if k.startswith('saw_')))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "['saw_gdpo', 'saw_grpo']"
+    assert "loading the verl plugin failed" not in run.stderr, run.stderr[-3000:]
 
 
 def test_reexecuting_the_plugin_is_idempotent():
@@ -84,7 +97,7 @@ def test_reexecuting_the_plugin_is_idempotent():
     assert registry["saw_grpo"] is estimators.compute_saw_grpo_advantage
     assert registry["saw_gdpo"] is estimators.compute_saw_gdpo_advantage
     shim.install()
-    assert sum(getattr(f, "saw_verl_post_import_patcher", False) for f in sys.meta_path) == 1
+    assert sum(getattr(f, "saw_verl_post_import_finder", False) for f in sys.meta_path) == 1
     assert not getattr(ray_trainer.compute_advantage.__wrapped__, shim.WRAPPED, False)  # wrapped once
     assert_example_advantages(ray_trainer.compute_advantage(example_batch(), "saw_gdpo", config=example_config()))
 

@@ -8,7 +8,7 @@ A test and demo aid, not part of SAW. Importing this package imports nothing; th
 - ``launcher``: the CPU hydra overrides + environment, and a subprocess runner with a timeout
 - ``assets``: a tiny random Qwen2, a byte-level tokenizer, verl-format parquet, all built locally
 - ``smoke_task``: a two-step smoke task whose reward has several components
-- ``compat``, ``import_hooks``: feature detection of verl internals, deferred patches
+- ``compat``: feature detection of verl internals (deferred patches: ``saw_verl.import_hooks``)
 
 It relies on verl 0.9.1 internals and raises ``compat.HarnessCompatError`` naming any that changed.
 """

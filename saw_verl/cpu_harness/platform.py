@@ -25,7 +25,7 @@ import psutil
 import torch
 
 from saw_verl.cpu_harness.compat import incompatible, require
-from saw_verl.cpu_harness.import_hooks import after_import
+from saw_verl.import_hooks import after_import
 
 try:
     from verl.plugin.platform.platform_base import PlatformBase

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from saw_verl.cpu_harness import platform
 from saw_verl.cpu_harness.compat import require
-from saw_verl.cpu_harness.import_hooks import after_import
+from saw_verl.import_hooks import after_import
 
 ROLLOUT_NAME = "hf"
 _ADAPTER_PATH = "saw_verl.cpu_harness.rollout.HFServerAdapter"

@@ -1,7 +1,13 @@
-"""The only part of saw_verl that imports verl (lazily: importing this package imports nothing).
+"""The only part of saw_verl that imports verl.
 
 - `plugin`: what verl loads (`verl.plugins` entry point / `VERL_USE_EXTERNAL_MODULES`)
 - `estimators`: `saw_grpo`, `saw_gdpo` in verl's estimator registry
 - `shim`: gives them the per-key rewards in both verl 0.9.1 trainers, and the `saw/*` step metrics
 - `config`: `algorithm.saw` options, `SawAlgoConfig`
+
+verl is imported here, before any submodule: `import verl` loads our plugin, which needs these
+modules whole. Were a submodule (say `config`) to import verl first, the plugin would meet it half
+executed and fail. Inside verl's own plugin loading, `import verl` returns the module in progress.
 """
+
+import verl  # noqa: F401  (see above)

@@ -14,7 +14,7 @@ delegated untouched):
   metrics into the step's `metrics` dict.
 - legacy trainers: `compute_data_metrics` gets this step's `saw/*` metrics merged into its output.
 
-Installed lazily by a `sys.meta_path` post-import hook (patching at once what is already imported),
+Installed lazily by `saw_verl.import_hooks.after_import` (patching at once what is already imported),
 idempotent, and feature-detecting: a target that changed shape gets a WARNING, never a crash.
 """
 
@@ -23,13 +23,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import sys
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
+from saw_verl.import_hooks import after_import
 from saw_verl.integration import estimators
 from saw_verl.integration import metrics as saw_metrics
 
@@ -177,48 +177,7 @@ def patch_module(module) -> None:
             logger.warning("saw_verl: %s(%s) failed", patch.__name__, module.__name__, exc_info=True)
 
 
-class _PatchAfterExec:
-    """Loader wrapper: run the real loader, then patch the module and hand the module its real loader back."""
-
-    def __init__(self, loader):
-        self._loader = loader
-
-    def __getattr__(self, name):
-        return getattr(self._loader, name)
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        self._loader.exec_module(module)
-        module.__loader__ = module.__spec__.loader = self._loader
-        patch_module(module)
-
-
-class PostImportPatcher:
-    """`sys.meta_path` finder that wraps the loader of the PATCHES targets (and finds nothing itself)."""
-
-    saw_verl_post_import_patcher = True
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname not in PATCHES:
-            return None
-        for finder in sys.meta_path:
-            if getattr(finder, "saw_verl_post_import_patcher", False) or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _PatchAfterExec(spec.loader)
-                return spec
-        return None
-
-
 def install() -> None:
     """Patch the targets already imported and hook the others' import; safe to call any number of times."""
-    if not any(getattr(finder, "saw_verl_post_import_patcher", False) for finder in sys.meta_path):
-        sys.meta_path.insert(0, PostImportPatcher())
     for name in PATCHES:
-        module = sys.modules.get(name)
-        if module is not None:
-            patch_module(module)
+        after_import(name, patch_module)

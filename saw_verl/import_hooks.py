@@ -1,15 +1,14 @@
-"""Run a patch right after a module finishes executing, without importing it early.
+"""Run a patch right after a module finishes executing, without importing it early (no verl import).
 
-The harness plugin is imported from inside ``import verl`` (verl is half initialised then), and
-it runs in every Ray actor, most of which never touch the FSDP engines or the rollout code. So
-instead of importing those heavy modules to patch them, :func:`after_import` defers each patch
-to the moment the module is first imported (or applies it at once if it already was).
+Both verl plugins of this package (the integration shim and the CPU harness) are imported from
+inside ``import verl``, while verl is half initialised, and run in every Ray actor, most of which
+never import the modules they patch. :func:`after_import` defers each patch to the moment its module
+is first imported, or applies it at once if it already was. Patches must be idempotent.
 """
 
 from __future__ import annotations
 
 import importlib.abc
-import importlib.machinery
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -20,7 +19,7 @@ _PENDING: dict[str, list[Patch]] = {}
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    """Wraps a module's real loader and applies the pending patches after ``exec_module``."""
+    """Wraps a module's real loader: exec_module, hand the module its real loader back, apply the patches."""
 
     def __init__(self, inner: importlib.abc.Loader, module_name: str):
         self._inner = inner
@@ -31,6 +30,7 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._inner.exec_module(module)
+        module.__loader__ = module.__spec__.loader = self._inner
         for patch in _PENDING.pop(self._module_name, []):
             patch(module)
 
@@ -39,17 +39,23 @@ class _PatchingLoader(importlib.abc.Loader):
 
 
 class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """Finds specs through the other finders and swaps in :class:`_PatchingLoader` for targets."""
+    """Finds specs through the other finders and swaps in :class:`_PatchingLoader` for pending targets.
+
+    The marker attribute (not the class) identifies it, so a reload of this module adds no second finder.
+    """
+
+    saw_verl_post_import_finder = True
 
     def find_spec(self, fullname, path, target=None):
         if fullname not in _PENDING:
             return None
         for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
+            if getattr(finder, "saw_verl_post_import_finder", False) or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, fullname)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _PatchingLoader(spec.loader, fullname)
                 return spec
         return None
 
@@ -60,6 +66,8 @@ def after_import(module_name: str, patch: Patch) -> None:
     if module is not None:
         patch(module)
         return
-    _PENDING.setdefault(module_name, []).append(patch)
-    if not any(isinstance(f, _PostImportFinder) for f in sys.meta_path):
+    pending = _PENDING.setdefault(module_name, [])
+    if patch not in pending:
+        pending.append(patch)
+    if not any(getattr(f, "saw_verl_post_import_finder", False) for f in sys.meta_path):
         sys.meta_path.insert(0, _PostImportFinder())
