@@ -70,11 +70,15 @@ def torch_saw_advantages(
     weights, cv, raw_mean, raw_std = batch_weights(rewards, cfg)
     alpha = torch.tensor(cfg.static_weights, dtype=torch.float64, device=rewards.device)
     coef = weights * alpha
+    # The one read of the (N, L) mask: a float32 copy, scaled in place below. On 1 CPU thread with verl's
+    # int64 mask this beats a mixed-dtype mul ~2x; GDPO's token counts come from the copy (float32 sums
+    # are exact for 0/1 masks under 2^24 tokens a row).
+    advantages = torch.empty(response_mask.shape, dtype=torch.float32, device=response_mask.device)
+    advantages.copy_(response_mask)
     if cfg.mode == "grpo":
         row_value = group_zscore((rewards @ coef)[:, None], group_ids, num_groups, cfg)[:, 0]
     else:
         summed = group_zscore(rewards, group_ids, num_groups, cfg) @ coef
-        row_value = whiten_rows(summed, response_mask.sum(dim=1, dtype=torch.float64))
-    advantages = torch.empty(response_mask.shape, dtype=torch.float32, device=response_mask.device)
-    torch.mul(response_mask, row_value.to(torch.float32)[:, None], out=advantages)
+        row_value = whiten_rows(summed, advantages.sum(dim=1).to(torch.float64))
+    advantages.mul_(row_value.to(torch.float32)[:, None])
     return SawResult(advantages, weights, cv, raw_mean, raw_std)

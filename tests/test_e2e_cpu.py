@@ -134,12 +134,15 @@ def test_cpu_demo_config_composes_with_hydra():
 
 
 @pytest.mark.e2e
-def test_cpu_demo_trains_two_steps(tmp_path):
+def test_cpu_demo_trains_two_steps_and_prints_the_weights(tmp_path, capsys):
     experiment = _load_recipe_module("experiment")
     experiment.prepare(tmp_path, seeds=[0])
-    result = experiment.run_one(tmp_path, "saw_gdpo", seed=0, steps=2, timeout_s=RUN_TIMEOUT_S)
-    require_success(result)
     keys = experiment.reward_keys()
+    result = experiment.run_one(tmp_path, "saw_gdpo", seed=0, steps=2, timeout_s=RUN_TIMEOUT_S, keys=keys)
+    require_success(result)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("saw_gdpo seed 0 step")]
+    assert [line.split(":")[0] for line in printed] == ["saw_gdpo seed 0 step 1", "saw_gdpo seed 0 step 2"]
+    assert all(f"{key}=" in line for line in printed for key in keys)
     rows = experiment.step_rows(result.log_path.parent / "verl_metrics.jsonl", "saw_gdpo", 0, keys)
     assert [row["step"] for row in rows] == [1, 2]
     for row in rows:

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,6 +51,8 @@ METHODS = {
     "gdpo": ("saw_gdpo", False),
     "saw_gdpo": ("saw_gdpo", True),
 }
+
+
 def reward_keys() -> list[str]:
     """The reward keys of the recipe config (``algorithm.gdpo_reward_keys``)."""
     return list(OmegaConf.load(CONFIG_DIR / f"{CONFIG_NAME}.yaml").algorithm.gdpo_reward_keys)
@@ -85,13 +88,43 @@ def run_overrides(workdir: Path, method: str, seed: int, steps: int) -> list[str
     ]
 
 
-def run_one(workdir: Path, method: str, seed: int, steps: int, timeout_s: float) -> RunResult:
-    """One training run; its verl log and step metrics go to ``workdir/runs/<method>_seed<seed>/``."""
+def run_one(workdir: Path, method: str, seed: int, steps: int, timeout_s: float, keys: list[str]) -> RunResult:
+    """One training run; its verl log and step metrics go to ``workdir/runs/<method>_seed<seed>/``.
+
+    While it trains, each step's SAW weights and reward means are printed as verl logs them.
+    """
     run_dir = workdir / "runs" / f"{method}_seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(run_dir / "verl_metrics.jsonl"))
-    return run_main_ppo(run_overrides(workdir, method, seed, steps), run_dir / "train.log", timeout_s,
-                        config_path=CONFIG_DIR, config_name=CONFIG_NAME, env=env, cwd=run_dir)
+    metrics_path = run_dir / "verl_metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics_path))
+    finished = threading.Event()
+    printer = threading.Thread(target=print_steps, args=(metrics_path, f"{method} seed {seed}", keys, finished))
+    printer.start()
+    try:
+        return run_main_ppo(run_overrides(workdir, method, seed, steps), run_dir / "train.log", timeout_s,
+                            config_path=CONFIG_DIR, config_name=CONFIG_NAME, env=env, cwd=run_dir)
+    finally:
+        finished.set()
+        printer.join()
+
+
+def print_steps(metrics_path: Path, label: str, keys: list[str], finished: threading.Event) -> None:
+    """Print one line per training step of a running job, as its verl ``file`` logger appends them."""
+    printed = 0
+    while True:
+        done = finished.wait(1.0)
+        try:
+            rows = step_rows(metrics_path, "", 0, keys) if metrics_path.exists() else []
+        except json.JSONDecodeError:  # a line verl is still writing: read it on the next tick
+            continue
+        for row in rows[printed:]:
+            weights = " ".join(f"{key}={row[f'weight/{key}']:.3f}" for key in keys)
+            rewards = " ".join(f"{key}={row[key]:.3f}" for key in keys)
+            print(f"{label} step {row['step']}: saw weights {weights} | reward means {rewards}", flush=True)
+        printed = len(rows)
+        if done:
+            return
 
 
 def step_rows(verl_metrics: Path, method: str, seed: int, keys: list[str]) -> list[dict]:
@@ -135,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(job):
         method, seed = job
-        result = run_one(workdir, method, seed, args.steps, args.timeout)
+        result = run_one(workdir, method, seed, args.steps, args.timeout, keys)
         print(f"{method} seed {seed}: exit {result.returncode}, {result.wall_s:.0f} s, "
               f"peak {result.peak_pss_bytes / 2**30:.2f} GiB PSS, log {result.log_path}", flush=True)
         return job, result

@@ -1,0 +1,82 @@
+"""Timing and machine description shared by the benchmarks."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+
+QUANTILES = (0.5, 0.2, 0.8)
+SLOW_CALL_S = 0.05  # slower calls are timed with a plain loop (do_bench would run them dozens of times)
+
+
+def _sync(device: str):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_call(fn: Callable, device: str, budget_s: float, min_reps: int = 3) -> dict:
+    """Median and 20/80 % quantiles in ms: triton.testing.do_bench on CUDA for fast calls, else a timer loop
+    (one warm-up call, then as many calls as fit in budget_s, at least min_reps)."""
+    _sync(device)
+    start = time.perf_counter()
+    fn()  # warm-up (compiles kernels, fills caches)
+    _sync(device)
+    first = time.perf_counter() - start
+    if device == "cuda" and first < SLOW_CALL_S:
+        import triton.testing
+
+        median, low, high = triton.testing.do_bench(fn, quantiles=list(QUANTILES))
+        return {"median_ms": median, "q20_ms": low, "q80_ms": high, "method": "triton.testing.do_bench"}
+    reps = max(min_reps, min(50, int(budget_s / max(first, 1e-6))))
+    samples = []
+    for _ in range(reps):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append((time.perf_counter() - start) * 1e3)
+    cut = statistics.quantiles(samples, n=10) if len(samples) > 1 else samples * 9
+    return {"median_ms": statistics.median(samples), "q20_ms": cut[1], "q80_ms": cut[7],
+            "method": f"timer loop, {reps} calls after 1 warm-up"}
+
+
+def machine(device: str, module: str = "") -> dict:
+    """What ran the numbers: CPU model and cores, GPU name, library versions, threads, date, command."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    described = {
+        "cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(),
+        "load_average_1min_at_start": round(os.getloadavg()[0], 2),  # other processes sharing the machine
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join((["python", "-m", module] if module else ["python", sys.argv[0]]) + sys.argv[1:]),
+    }
+    try:
+        import verl
+
+        described["verl"] = verl.__version__
+    except ImportError:
+        pass
+    if device == "cuda":
+        import triton
+
+        described.update(gpu=torch.cuda.get_device_name(), triton=triton.__version__, cuda=torch.version.cuda)
+    return described
+
+
+def device_label(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    threads = torch.get_num_threads()
+    return f"cpu ({machine('cpu')['cpu']}, {threads} thread{'s' if threads > 1 else ''})"
