@@ -1,4 +1,5 @@
-"""Shared test data: the spec's worked example and a hypothesis strategy for random SAW batches."""
+"""Shared test data and checks: the spec's worked example, a hypothesis strategy for random SAW batches,
+and the comparison every fast-path test uses."""
 
 from __future__ import annotations
 
@@ -30,6 +31,26 @@ EXAMPLE_ADVANTAGES = {  # (mode, dynamic) -> per-row advantages (1 token each)
 # Rewards on a small dyadic grid make ties and constant groups common, and group means exact in fp32.
 REWARD_VALUES = [-3.0, -1.5, -0.25, 0.0, 0.5, 1.0, 2.0, 3.0]
 MASK_DTYPES = [torch.bool, torch.int64, torch.int32, torch.float32]
+
+
+def scaled_tolerance(expected, tolerance: float) -> float:
+    """`tolerance` relative to the magnitude of `expected`, absolute below 1: tolerance * max(1, max |expected|)."""
+    expected = torch.as_tensor(expected)
+    return tolerance * max(1.0, float(expected.abs().max()) if expected.numel() else 1.0)
+
+
+def assert_close(actual, expected, atol: float, what: str) -> None:
+    """Compare in float64 on the CPU; on failure name how many entries differ, the worst index and both values."""
+    actual = torch.as_tensor(actual).detach().cpu().double()
+    expected = torch.as_tensor(expected).detach().cpu().double()
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    error = (actual - expected).abs()
+    if error.numel() and error.max() > atol:
+        where = tuple(int(i) for i in torch.unravel_index(error.argmax(), error.shape))
+        raise AssertionError(
+            f"{what}: {int((error > atol).sum())} entries differ by more than {atol:.2g}; worst at {list(where)}: "
+            f"got {actual[where].item():.9g}, expected {expected[where].item():.9g}"
+        )
 
 
 @st.composite

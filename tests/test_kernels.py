@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 
 from saw_verl import SawConfig, SawInputError, reference_saw_advantages
 from spec_cases import (
-    EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, saw_batches,
+    EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, assert_close,
+    saw_batches, scaled_tolerance,
 )
 
 ON_CUDA = torch.cuda.is_available()
@@ -41,20 +42,6 @@ def test_kernels_under_the_interpreter():
     )
 
 
-def assert_matches(actual, expected, tolerance, what):
-    """Compare on the CPU in float64; on failure name the (row, column) and both values."""
-    actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    limit = tolerance * max(1.0, float(expected.abs().max()) if expected.numel() else 1.0)
-    error = (actual - expected).abs()
-    if error.numel() and error.max() > limit:
-        where = [int(i) for i in torch.unravel_index(error.argmax(), error.shape)]
-        raise AssertionError(
-            f"{what}: {int((error > limit).sum())} entries differ by more than {limit:.2g}; worst at {where}: "
-            f"got {actual[tuple(where)].item():.9g}, expected {expected[tuple(where)].item():.9g}"
-        )
-
-
 def run_and_compare(rewards, group_ids, mask, cfg, num_groups=None):
     """Kernels on DEVICE vs the reference; returns the kernel result."""
     num_groups = int(group_ids.max()) + 1 if num_groups is None else num_groups
@@ -62,9 +49,10 @@ def run_and_compare(rewards, group_ids, mask, cfg, num_groups=None):
     actual = triton_saw_advantages(rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE), cfg, num_groups)
     tolerance = TOLERANCE[torch.float64 if rewards.dtype == torch.float64 else torch.float32]
     for field in ("weights", "cv", "mean", "std"):
-        assert_matches(getattr(actual, field), getattr(expected, field), tolerance, field)
+        reference = getattr(expected, field)
+        assert_close(getattr(actual, field), reference, scaled_tolerance(reference, tolerance), field)
     assert actual.advantages.dtype == torch.float32 and actual.advantages.is_contiguous()
-    assert_matches(actual.advantages, expected.advantages, tolerance, "advantages")
+    assert_close(actual.advantages, expected.advantages, scaled_tolerance(expected.advantages, tolerance), "advantages")
     assert (actual.advantages.cpu()[mask.cpu() == 0] == 0).all(), "tokens outside the mask must be exactly 0"
     return actual
 
@@ -169,7 +157,8 @@ def test_unused_group_ids_are_empty_groups():
 def test_worked_example(mode, dynamic):
     cfg = SawConfig(EXAMPLE_KEYS, mode=mode, dynamic=dynamic, reward_min=EXAMPLE_REWARD_MIN)
     result = run_and_compare(EXAMPLE_REWARDS, EXAMPLE_GROUPS, EXAMPLE_MASK, cfg)
-    assert_matches(result.advantages[:, 0], torch.tensor(EXAMPLE_ADVANTAGES[mode, dynamic]), 1e-6, "spec advantages")
+    expected = torch.tensor(EXAMPLE_ADVANTAGES[mode, dynamic])
+    assert_close(result.advantages[:, 0], expected, scaled_tolerance(expected, 1e-6), "spec advantages")
 
 
 @kernel_test
@@ -200,8 +189,9 @@ def test_public_tensor_functions(function, mode, monkeypatch):
     options = dict(preset="official", reward_min=(0.0, -3.0, 0.0))
     actual = public(rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE), num_groups=3, **options)
     expected = reference_saw_advantages(rewards, group_ids, mask, SawConfig(("a", "b", "c"), mode=mode, **options))
-    assert_matches(actual.advantages, expected.advantages, TOLERANCE[torch.float64], "advantages")
-    assert_matches(actual.weights, expected.weights, TOLERANCE[torch.float64], "weights")
+    for field in ("advantages", "weights"):
+        reference = getattr(expected, field)
+        assert_close(getattr(actual, field), reference, scaled_tolerance(reference, TOLERANCE[torch.float64]), field)
 
 
 @kernel_test
