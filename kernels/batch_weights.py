@@ -1,6 +1,6 @@
 """Step 1 of the SAW spec: batch statistics of every reward dimension and the CV weights.
 
-One program reads the (N, K) rewards twice (sums, then centred squares: two passes for accuracy)
+One program reads the (N, K) rewards twice (sums, max and min, then centred squares: two passes for accuracy)
 and writes a (5, K) summary: weights, cv, raw mean, raw std, and coef = weight * alpha, which is
 what step 2 multiplies with. Readable reference: saw_verl.reference.reference_weights.
 """
@@ -34,11 +34,15 @@ def _batch_weights_kernel(
     live = keys < K
     steps = tl.arange(0, BLOCK_N)
     total = tl.zeros((BLOCK_K,), ACC)
+    high = tl.full((BLOCK_K,), float("-inf"), ACC)
+    low = tl.full((BLOCK_K,), float("inf"), ACC)
     for start in range(0, N, BLOCK_N):
         rows = start + steps.to(tl.int64)
         inside = (rows < N)[:, None] & live[None, :]
-        x = tl.load(rewards_ptr + rows[:, None] * stride_n + keys[None, :] * stride_k, mask=inside, other=0)
-        total += tl.sum(x.to(ACC), axis=0)
+        x = tl.load(rewards_ptr + rows[:, None] * stride_n + keys[None, :] * stride_k, mask=inside, other=0).to(ACC)
+        total += tl.sum(x, axis=0)
+        high = tl.maximum(high, tl.max(tl.where(inside, x, float("-inf")), axis=0))
+        low = tl.minimum(low, tl.min(tl.where(inside, x, float("inf")), axis=0))
     mean = total / N
     squares = tl.zeros((BLOCK_K,), ACC)
     for start in range(0, N, BLOCK_N):
@@ -47,7 +51,7 @@ def _batch_weights_kernel(
         x = tl.load(rewards_ptr + rows[:, None] * stride_n + keys[None, :] * stride_k, mask=inside, other=0)
         centred = tl.where(inside, x.to(ACC) - mean[None, :], 0)
         squares += tl.sum(centred * centred, axis=0)
-    std = tl.sqrt(squares / (N - 1))
+    std = tl.where(high == low, 0, tl.sqrt(squares / (N - 1)))  # a constant key: exactly 0, whatever the mean's rounding
 
     delta = tl.load(consts_ptr + DELTA).to(ACC)
     official_eps = tl.load(consts_ptr + OFFICIAL_EPS_AT).to(ACC)
