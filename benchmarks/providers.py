@@ -62,7 +62,7 @@ def make_workload(n: int, length: int, num_keys: int, device="cpu", mask_dtype=t
 
 def saw_from_tensors(backend: str, mode: str, dynamic: bool = True) -> Callable[[Workload], Callable]:
     """One SAW backend on device tensors already built and validated (the kernel-level comparison; the public
-    saw_advantages adds input validation, whose isfinite / group-id checks cost two host syncs on CUDA)."""
+    saw_advantages adds input validation, whose isfinite / group-id checks cost one host sync on CUDA)."""
 
     def bind(w: Workload):
         cfg = SawConfig(w.keys, mode=mode, dynamic=dynamic)

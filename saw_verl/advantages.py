@@ -60,8 +60,12 @@ def group_ids_from_index(index) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(inverse.reshape(-1).astype(np.int64)), int(unique.size)
 
 
-def check_inputs(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig):
-    """Raise SawInputError naming the key / row / shape at fault; changes nothing."""
+def check_inputs(
+    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig,
+    num_groups: Optional[int] = None,
+) -> int:
+    """Raise SawInputError naming the key / row / shape at fault; changes nothing. Returns num_groups
+    (max group id + 1 when not given). One host sync: finiteness and the group-id range read together."""
     if rewards.dim() != 2 or rewards.shape[1] != cfg.num_keys:
         raise SawInputError(f"rewards must be (N, K={cfg.num_keys}) for keys {list(cfg.reward_keys)}, got {tuple(rewards.shape)}")
     n = rewards.shape[0]
@@ -72,11 +76,16 @@ def check_inputs(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: 
     if n < 2:
         raise SawInputError(f"SAW needs at least 2 rollouts for the batch std; got N={n}")
     finite = torch.isfinite(rewards)
-    if not bool(finite.all()):
+    all_finite, low, high = torch.stack([finite.all().to(torch.int64), *torch.aminmax(group_ids)]).tolist()
+    if not all_finite:
         row, col = (~finite).nonzero()[0].tolist()
         raise SawInputError(
             f"reward {cfg.reward_keys[col]!r} is {rewards[row, col].item()} at row {row}: rewards must be finite"
         )
+    num_groups = high + 1 if num_groups is None else num_groups
+    if low < 0 or high >= num_groups:
+        raise SawInputError(f"group ids must lie in [0, {num_groups}), got values in [{low}, {high}]")
+    return num_groups
 
 
 def resolve_backend(device: torch.device, requested: Optional[str] = None) -> str:
@@ -108,11 +117,7 @@ def saw_advantages(
     device = response_mask.device
     rewards = rewards.to(device)
     group_ids = group_ids.to(device=device, dtype=torch.int64)
-    check_inputs(rewards, group_ids, response_mask, cfg)
-    low, high = (int(v) for v in torch.aminmax(group_ids))
-    num_groups = high + 1 if num_groups is None else num_groups
-    if low < 0 or high >= num_groups:
-        raise SawInputError(f"group ids must lie in [0, {num_groups}), got values in [{low}, {high}]")
+    num_groups = check_inputs(rewards, group_ids, response_mask, cfg, num_groups)
     if resolve_backend(device, backend) == "triton":
         from saw_verl.kernels import triton_saw_advantages
 
