@@ -24,8 +24,6 @@ from saw_verl.config import SawInputError
 from saw_verl.integration import metrics
 from saw_verl.integration.config import saw_config_from_algorithm
 
-SAW_ESTIMATORS = ("saw_grpo", "saw_gdpo")
-
 
 class _Forwarded(NamedTuple):
     columns: Optional[Mapping]  # {key: (N,) array}, e.g. verl's non_tensor_batch
@@ -127,6 +125,7 @@ def compute_saw_gdpo_advantage(
 
 
 ESTIMATOR_FUNCTIONS = {"saw_grpo": compute_saw_grpo_advantage, "saw_gdpo": compute_saw_gdpo_advantage}
+SAW_ESTIMATORS = tuple(ESTIMATOR_FUNCTIONS)  # the names the shim forwards per-key rewards to
 
 
 def register() -> None:
