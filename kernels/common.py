@@ -6,7 +6,7 @@ import torch
 import triton.language as tl
 
 from saw_verl.config import SawConfig
-from saw_verl.reference import OFFICIAL_EPS, WHITEN_EPS
+from saw_verl.result import OFFICIAL_EPS, WHITEN_EPS
 
 # Layout of the constants vector (float64, so 1e-8 reaches fp64 kernels exactly; a Python float
 # kernel argument would arrive as fp32): 4 scalars, then reward_min (K), then static weights alpha (K).

@@ -21,7 +21,7 @@ import torch
 
 from saw_verl.advantages import saw_advantages
 from saw_verl.config import SawConfig, SawInputError
-from saw_verl.reference import SawResult
+from saw_verl.result import SawResult
 
 from .batch_weights import batch_weights
 from .common import device_constants

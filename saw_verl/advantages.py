@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from saw_verl.config import SawConfig, SawInputError
-from saw_verl.reference import SawResult
+from saw_verl.result import SawResult
 from saw_verl.torch_backend import torch_saw_advantages
 
 BACKEND_ENV = "SAW_VERL_BACKEND"

@@ -6,43 +6,29 @@ Loops over keys, groups and rows on purpose; never used in training.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
-
 import torch
 
 from saw_verl.config import SawConfig, SawInputError
-
-OFFICIAL_EPS = 1e-8  # the released code's constant in the CV and in the weight normalisation
-WHITEN_EPS = 1e-8  # verl's masked_whiten
-
-
-class SawResult(NamedTuple):
-    """advantages: (N, L) float32. weights/cv/mean/std: (K,) float64 (mean/std of the raw rewards)."""
-
-    advantages: torch.Tensor
-    weights: torch.Tensor
-    cv: torch.Tensor
-    mean: torch.Tensor
-    std: torch.Tensor
+from saw_verl.result import OFFICIAL_EPS, WHITEN_EPS, SawResult
 
 
 def _mean(xs):
-    return sum(xs) / len(xs)
+    return sum(xs) / len(xs) if xs else math.nan
 
 
 def _std_unbiased(xs):
-    if max(xs) == min(xs):  # exactly 0, whatever the rounding of the mean
+    if len(xs) < 2 or max(xs) == min(xs):  # exactly 0, whatever the rounding of the mean
         return 0.0
     mu = _mean(xs)
     return math.sqrt(sum((x - mu) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def reference_weights(rewards: torch.Tensor, cfg: SawConfig):
-    """rewards (N, K) -> (weights, cv, raw mean, raw std), each a list of K floats."""
+    """rewards (N, K), NaN = not scored (left out of its key) -> (weights, cv, raw mean, raw std), K floats each."""
     n, k = rewards.shape
     if n < 2:
         raise SawInputError(f"SAW needs at least 2 rollouts for the batch std; got N={n}")
-    columns = [[float(rewards[j, d]) for j in range(n)] for d in range(k)]
+    columns = [[float(rewards[j, d]) for j in range(n) if not math.isnan(float(rewards[j, d]))] for d in range(k)]
     raw_mean = [_mean(col) for col in columns]
     raw_std = [_std_unbiased(col) for col in columns]
     cv = []
@@ -50,7 +36,8 @@ def reference_weights(rewards: torch.Tensor, cfg: SawConfig):
         shift = cfg.reward_min[d] - (cfg.delta if cfg.preset == "paper" else 0.0)
         shifted = [x - shift for x in col]
         denominator_eps = cfg.delta if cfg.preset == "paper" else OFFICIAL_EPS
-        cv.append(_std_unbiased(shifted) / (abs(_mean(shifted)) + denominator_eps))
+        std = _std_unbiased(shifted)
+        cv.append(std / (abs(_mean(shifted)) + denominator_eps) if std > 0 else 0.0)
     if not cfg.dynamic:
         weights = [1.0] * k
     elif cfg.preset == "official":

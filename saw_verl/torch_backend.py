@@ -9,30 +9,8 @@ from __future__ import annotations
 import torch
 
 from saw_verl.config import SawConfig, SawInputError
-from saw_verl.reference import OFFICIAL_EPS, WHITEN_EPS, SawResult
-
-
-def batch_weights(rewards: torch.Tensor, cfg: SawConfig):
-    """rewards (N, K) float64 -> (weights, cv, raw mean, raw std), each (K,) float64."""
-    k = rewards.shape[1]
-    raw_mean = rewards.mean(dim=0)
-    constant = rewards.amax(dim=0) == rewards.amin(dim=0)  # exactly 0 std, whatever the rounding of the mean
-    raw_std = torch.where(constant, 0.0, rewards.std(dim=0, unbiased=True))
-    reward_min = torch.tensor(cfg.reward_min, dtype=torch.float64, device=rewards.device)
-    if cfg.preset == "paper":
-        shifted_mean = raw_mean - reward_min + cfg.delta
-        cv = raw_std / (shifted_mean.abs() + cfg.delta)
-    else:
-        cv = raw_std / ((raw_mean - reward_min).abs() + OFFICIAL_EPS)
-    if not cfg.dynamic:
-        weights = torch.ones_like(cv)
-    elif cfg.preset == "official":
-        weights = k * cv / (cv.sum() + OFFICIAL_EPS)
-    else:
-        total = cv.sum()
-        share = torch.where(total < cfg.delta, torch.full_like(cv, 1.0 / k), cv / total.clamp_min(cfg.delta))
-        weights = share * (k if cfg.mode == "gdpo" else 1)
-    return weights, cv, raw_mean, raw_std
+from saw_verl.result import WHITEN_EPS, SawResult
+from saw_verl.weights import batch_weights
 
 
 def group_zscore(values: torch.Tensor, group_ids: torch.Tensor, num_groups: int, cfg: SawConfig) -> torch.Tensor:

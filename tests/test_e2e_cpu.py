@@ -62,7 +62,7 @@ def smoke_overrides(assets, use_v1: bool, run_dir: Path) -> list[str]:
 def file_logger_env(run_dir: Path) -> dict[str, str]:
     """This process's environment (saw_verl's plugin comes from its entry point) + verl's file logger path."""
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(run_dir / "metrics.jsonl"))
-    assert "saw_verl.integration" not in env.get("VERL_USE_EXTERNAL_MODULES", ""), "use the entry point, as users do"
+    assert "saw_verl.integrations.verl" not in env.get("VERL_USE_EXTERNAL_MODULES", ""), "use the entry point, as users do"
     return env
 
 
@@ -119,7 +119,7 @@ def test_cpu_demo_config_composes_with_hydra():
     from hydra import compose, initialize_config_dir
     from verl.utils.config import omega_conf_to_dataclass
 
-    from saw_verl.integration.config import SawAlgoConfig
+    from saw_verl.integrations.verl.config import SawAlgoConfig
 
     experiment = _load_recipe_module("experiment")
     overrides = experiment.run_overrides(Path("/tmp/w"), "gdpo", seed=3, steps=7)

@@ -15,9 +15,10 @@ import types
 import pytest
 import torch
 
-import saw_verl.integration.plugin as plugin
-from saw_verl import SawConfig, SawInputError, reference_saw_advantages
-from saw_verl.integration import estimators, shim
+import saw_verl.integrations.verl.plugin as plugin
+from saw_verl import SawConfig, SawInputError
+from saw_verl.reference import reference_saw_advantages
+from saw_verl.integrations.verl import estimators, shim
 from spec_cases import EXAMPLE_ADVANTAGES, EXAMPLE_CV, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK
 from spec_cases import EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, EXAMPLE_WEIGHTS
 from verl_batches import algorithm_config, example_batch, example_config
@@ -49,7 +50,7 @@ print(json.dumps({"registered": registered, "eager": eager,
     "env, active",
     [
         ({"VERL_USE_EXTERNAL_PLUGINS": "saw_verl"}, True),
-        ({"VERL_USE_EXTERNAL_PLUGINS": "none", "VERL_USE_EXTERNAL_MODULES": "saw_verl.integration.plugin"}, True),
+        ({"VERL_USE_EXTERNAL_PLUGINS": "none", "VERL_USE_EXTERNAL_MODULES": "saw_verl.integrations.verl.plugin"}, True),
         ({"VERL_USE_EXTERNAL_PLUGINS": "none"}, False),
     ],
     ids=["entry-point", "VERL_USE_EXTERNAL_MODULES", "plugins-disabled"],
@@ -67,7 +68,7 @@ def test_import_verl_registers_and_hooks_lazily(env, active):
 
 def test_entry_point_is_declared():
     (entry,) = [ep for ep in importlib.metadata.entry_points(group="verl.plugins") if ep.name == "saw_verl"]
-    assert entry.value == "saw_verl.integration.plugin"
+    assert entry.value == "saw_verl.integrations.verl.plugin"
     assert entry.load() is plugin
 
 
@@ -80,7 +81,7 @@ def test_the_math_does_not_import_verl():
 @pytest.mark.parametrize("module", ["config", "estimators", "shim", "metrics", "plugin"])
 def test_any_integration_module_imported_first_still_registers(module):
     code = (
-        f"import saw_verl.integration.{module}\n"
+        f"import saw_verl.integrations.verl.{module}\n"
         "from verl.trainer.ppo import core_algos\n"
         "print(sorted(k for k in core_algos.ADV_ESTIMATOR_REGISTRY if k.startswith('saw_')))"
     )
@@ -202,7 +203,7 @@ def test_post_import_hook_patches_a_target_when_it_is_imported(tmp_path, monkeyp
 
 def test_no_per_key_data_names_the_missing_shim():
     data = example_batch()
-    with pytest.raises(SawInputError, match="shim is not active.*VERL_USE_EXTERNAL_MODULES=saw_verl.integration.plugin"):
+    with pytest.raises(SawInputError, match="shim is not active.*VERL_USE_EXTERNAL_MODULES=saw_verl.integrations.verl.plugin"):
         estimators.compute_saw_gdpo_advantage(
             data.batch["token_level_rewards"], data.batch["response_mask"], data.non_tensor_batch["uid"], example_config()
         )

@@ -8,10 +8,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import saw_verl.integration.plugin  # noqa: F401  (what verl's entry point loads)
-from saw_verl import SawConfig, SawInputError, reference_saw_advantages
-from saw_verl.integration import config as saw_config
-from saw_verl.integration.config import SawAlgoConfig, saw_config_from_algorithm
+import saw_verl.integrations.verl.plugin  # noqa: F401  (what verl's entry point loads)
+from saw_verl import SawConfig, SawInputError
+from saw_verl.reference import reference_saw_advantages
+from saw_verl.integrations.verl import config as saw_config
+from saw_verl.integrations.verl.config import SawAlgoConfig, saw_config_from_algorithm
 from spec_cases import EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN
 from spec_cases import EXAMPLE_REWARDS
 from verl_batches import example_batch, example_config
@@ -30,7 +31,7 @@ CONFIG_FLAVOURS = {
     "DictConfig": lambda: OmegaConf.create(algo_node()),
     "dict": algo_node,
     "SawAlgoConfig-via-_target_": lambda: omega_conf_to_dataclass(
-        OmegaConf.create(algo_node(_target_="saw_verl.integration.config.SawAlgoConfig"))
+        OmegaConf.create(algo_node(_target_="saw_verl.integrations.verl.config.SawAlgoConfig"))
     ),
     "SawAlgoConfig-via-type": lambda: omega_conf_to_dataclass(OmegaConf.create(algo_node()), SawAlgoConfig),
 }
@@ -46,7 +47,7 @@ def test_every_config_flavour_gives_the_same_saw_config(make_config):
 
 
 def test_saw_algo_config_rejects_unknown_options_when_built():
-    node = OmegaConf.create(algo_node(_target_="saw_verl.integration.config.SawAlgoConfig"))
+    node = OmegaConf.create(algo_node(_target_="saw_verl.integrations.verl.config.SawAlgoConfig"))
     node.saw.cv_eps = 1e-3
     with pytest.raises(Exception, match=r"unknown option\(s\) in algorithm.saw: \['cv_eps'\]"):
         omega_conf_to_dataclass(node)

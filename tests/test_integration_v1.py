@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 from tensordict import NonTensorStack, TensorDict
 from transfer_queue import KVBatchMeta
 
-import saw_verl.integration.plugin  # noqa: F401  (what verl's entry point loads)
-from saw_verl import SawConfig, SawInputError, reference_saw_advantages
+import saw_verl.integrations.verl.plugin  # noqa: F401  (what verl's entry point loads)
+from saw_verl import SawConfig, SawInputError
+from saw_verl.reference import reference_saw_advantages
 from spec_cases import EXAMPLE_KEYS
 from verl_batches import algorithm_config
 from verl.trainer.ppo.v1 import trainer_base

@@ -13,7 +13,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from saw_verl import SawConfig, SawInputError, reference_saw_advantages
+from saw_verl import SawConfig, SawInputError
+from saw_verl.reference import reference_saw_advantages
 from spec_cases import (
     EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, assert_close,
     saw_batches, scaled_tolerance,

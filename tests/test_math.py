@@ -7,7 +7,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from saw_verl import SawConfig, SawInputError, group_ids_from_index, reference_saw_advantages, saw_advantages
+from saw_verl import SawConfig, SawInputError, group_ids_from_index, saw_advantages
+from saw_verl.reference import reference_saw_advantages
 from spec_cases import (
     EXAMPLE_ADVANTAGES,
     EXAMPLE_CV,

@@ -7,7 +7,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 
-from saw_verl import SawConfig, reference_saw_advantages
+from saw_verl import SawConfig
+from saw_verl.reference import reference_saw_advantages
 from spec_cases import (
     EXAMPLE_ADVANTAGES,
     EXAMPLE_GROUPS,
@@ -19,7 +20,7 @@ from spec_cases import (
 )
 from verl_batches import algorithm_config, verl_batch
 
-import saw_verl.integration.plugin  # noqa: F401  (what verl's entry point loads)
+import saw_verl.integrations.verl.plugin  # noqa: F401  (what verl's entry point loads)
 from verl.trainer.ppo.ray_trainer import compute_advantage
 
 TOLERANCE = 1e-5  # fp32 verl vs float64 oracle (spec)

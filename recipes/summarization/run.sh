@@ -30,7 +30,7 @@ LOGGER=${LOGGER:-'["console"]'}
 PYTHON=${PYTHON:-python3}
 # Registers saw_grpo / saw_gdpo in every verl process (the verl.plugins entry point does the same
 # when saw-verl is installed, but swallows import errors; this path reports them). Set it empty to skip.
-export VERL_USE_EXTERNAL_MODULES=${VERL_USE_EXTERNAL_MODULES-saw_verl.integration.plugin}
+export VERL_USE_EXTERNAL_MODULES=${VERL_USE_EXTERNAL_MODULES-saw_verl.integrations.verl.plugin}
 
 set -x
 exec "$PYTHON" -m verl.trainer.main_ppo \

@@ -30,8 +30,8 @@ import torch
 from verl.trainer.ppo import core_algos
 
 from saw_verl.import_hooks import after_import
-from saw_verl.integration import estimators
-from saw_verl.integration import metrics as saw_metrics
+from saw_verl.integrations.verl import estimators
+from saw_verl.integrations.verl import metrics as saw_metrics
 
 logger = logging.getLogger(__name__)
 

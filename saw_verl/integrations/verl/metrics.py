@@ -12,24 +12,15 @@ import os
 import threading
 from typing import Sequence
 
-from saw_verl.reference import SawResult
+from saw_verl.result import SawResult
+from saw_verl.weights import step_metrics
 
 logger = logging.getLogger(__name__)
 # verl configures the root logger at WARNING; show the per-step weights on the console unless told not to
 logger.setLevel(os.environ.get("SAW_VERL_LOGGING_LEVEL", "INFO").upper())
 
-STATISTICS = ("weight", "cv", "mean", "std")
-
 _lock = threading.Lock()
 _pending: dict[str, float] = {}
-
-
-def step_metrics(reward_keys: Sequence[str], result: SawResult) -> dict[str, float]:
-    """{"saw/{key}/weight" | cv | mean | std: float} for every reward key."""
-    columns = {"weight": result.weights, "cv": result.cv, "mean": result.mean, "std": result.std}
-    return {
-        f"saw/{key}/{stat}": float(columns[stat][k]) for k, key in enumerate(reward_keys) for stat in STATISTICS
-    }
 
 
 def publish(estimator: str, reward_keys: Sequence[str], result: SawResult) -> dict[str, float]:

@@ -21,8 +21,8 @@ from verl.trainer.ppo import core_algos
 
 from saw_verl.advantages import group_ids_from_index, rewards_from_columns, saw_advantages
 from saw_verl.config import SawInputError
-from saw_verl.integration import metrics
-from saw_verl.integration.config import saw_config_from_algorithm
+from saw_verl.integrations.verl import metrics
+from saw_verl.integrations.verl.config import saw_config_from_algorithm
 
 
 class _Forwarded(NamedTuple):
@@ -54,7 +54,7 @@ def _columns_for(estimator: str, non_tensor_batch: Optional[Mapping], keys) -> M
         raise SawInputError(
             f"{estimator} received no per-key rewards: verl did not forward non_tensor_batch and the saw_verl "
             "shim is not active in this process. Load the plugin in every verl process (install saw-verl so the "
-            "'verl.plugins' entry point is found, or set VERL_USE_EXTERNAL_MODULES=saw_verl.integration.plugin)."
+            "'verl.plugins' entry point is found, or set VERL_USE_EXTERNAL_MODULES=saw_verl.integrations.verl.plugin)."
         )
     columns = ChainMap(*sources)
     missing = [key for key in keys if key not in columns]

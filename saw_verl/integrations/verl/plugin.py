@@ -1,7 +1,7 @@
 """verl plugin: registers saw_grpo / saw_gdpo and installs the shim in every process that imports verl.
 
 Loaded by verl itself from inside `verl/__init__.py`, through the `verl.plugins` entry point that
-installing saw-verl declares, or through `VERL_USE_EXTERNAL_MODULES=saw_verl.integration.plugin`.
+installing saw-verl declares, or through `VERL_USE_EXTERNAL_MODULES=saw_verl.integrations.verl.plugin`.
 Imports only light verl modules; executing it again (reload, a Ray retry) is harmless. verl logs a
 plugin's load error at DEBUG and goes on, so the error is logged here at WARNING first.
 """
@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def load() -> None:
-    from saw_verl.integration import estimators, shim
+    from saw_verl.integrations.verl import estimators, shim
 
     estimators.register()
     shim.install()

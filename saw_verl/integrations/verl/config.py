@@ -4,7 +4,7 @@ Per-dimension keys and static weights are verl's own `algorithm.gdpo_reward_keys
 `algorithm.gdpo_reward_weights`; SAW's options live under `algorithm.saw`:
 
     algorithm:
-      _target_: saw_verl.integration.config.SawAlgoConfig   # keeps omega_conf_to_dataclass working
+      _target_: saw_verl.integrations.verl.config.SawAlgoConfig   # keeps omega_conf_to_dataclass working
       adv_estimator: saw_gdpo                               # or saw_grpo
       gdpo_reward_keys: [accuracy_reward, format_reward]
       saw: {preset: paper, dynamic: true, reward_min: [0, 0], delta: 1.0e-8}
