@@ -1,0 +1,72 @@
+"""The built wheel, installed without -e into a fresh venv, registers both estimators through verl's entry point.
+
+The fresh venv gets the wheel alone (--no-deps); its dependencies come from this venv's site-packages through a
+.pth line, which Python adds to sys.path after the fresh venv's own site-packages and without running that
+directory's .pth files (so the editable install of this checkout stays out of sight).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHECK = """
+import importlib.metadata as md, sys
+import verl
+from verl.trainer.ppo import core_algos
+import saw_verl
+assert saw_verl.__file__.startswith(sys.prefix), f"saw_verl imported from {saw_verl.__file__}, not the wheel"
+found = {name for name in ("saw_grpo", "saw_gdpo") if name in core_algos.ADV_ESTIMATOR_REGISTRY}
+assert found == {"saw_grpo", "saw_gdpo"}, f"registered through the entry point: {sorted(found)}"
+(entry,) = [e for e in md.entry_points(group="verl.plugins") if e.name == "saw_verl"]
+import saw_verl.kernels, saw_verl.integrations.verl.shim
+print("ok", entry.value, md.version("saw-verl"))
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    (built,) = out.glob("saw_verl-*.whl")
+    return built
+
+
+def test_wheel_ships_kernels_only_as_saw_verl_kernels(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"saw_verl"}, f"top-level entries in the wheel: {sorted(top_level)}"
+    for module in ("saw_verl/kernels/__init__.py", "saw_verl/integrations/verl/plugin.py",
+                   "saw_verl/integrations/trl/__init__.py", "saw_verl/integrations/openrlhf/__init__.py"):
+        assert module in names, f"{module} missing from {wheel.name}"
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "Requires-Dist: psutil; extra == \"cpu\"" in metadata, "the CPU harness imports psutil: declare it"
+
+
+def test_fresh_venv_registers_estimators_through_entry_point(wheel, tmp_path):
+    target = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(target)
+    python = target / "bin" / "python"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    fresh_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    Path(fresh_site, "dependencies_from_test_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    result = subprocess.run([str(python), "-c", CHECK], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    assert result.stdout.startswith("ok saw_verl.integrations.verl.plugin"), result.stdout
