@@ -70,3 +70,13 @@ def test_fresh_venv_registers_estimators_through_entry_point(wheel, tmp_path):
     result = subprocess.run([str(python), "-c", CHECK], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     assert result.stdout.startswith("ok saw_verl.integrations.verl.plugin"), result.stdout
+
+
+def test_core_imports_no_trainer():
+    code = (
+        "import sys, saw_verl, saw_verl.integrations\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'verl', 'trl', 'openrlhf', 'ray', 'transformers'})\n"
+        "assert not loaded, f'import saw_verl loaded {loaded}'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
