@@ -1,0 +1,178 @@
+"""The CPU demo's copy-digit task through TRL's GRPOTrainer: one run, or the grid's bookkeeping.
+
+    python recipes/trl_demo/experiment.py prepare --workdir W --seeds 0 1
+    python recipes/trl_demo/experiment.py train --workdir W --method saw_gdpo --seed 0 --steps 60
+    python recipes/trl_demo/experiment.py collect --workdir W --out results --methods ... --seeds ...
+
+Same task, data, rewards, model (one random tiny Qwen2 per seed, shared by every method of that seed)
+and batch shape as `recipes/cpu_demo` (16 prompts x 8 completions of up to 3 tokens per step, one
+on-policy AdamW update at lr 5e-3, no KL). Every method is `SAWGRPOTrainer`; the baselines have
+`saw_dynamic=False`, which is exactly plain `GRPOTrainer` (tested in tests/test_trl_trainer.py).
+A run writes `runs/<method>_seed<seed>/trainer_state.json` (TRL's `log_history`) and `run.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+CPU_DEMO = Path(__file__).resolve().parent.parent / "cpu_demo"
+REWARD_KEYS = ("format_reward", "correct_reward")
+# method -> (SAW estimator, dynamic weights)
+METHODS = {
+    "grpo": ("saw_grpo", False),
+    "saw_grpo": ("saw_grpo", True),
+    "gdpo": ("saw_gdpo", False),
+    "saw_gdpo": ("saw_gdpo", True),
+}
+
+
+def _cpu_demo_module(name: str):
+    """Import `recipes/cpu_demo/<name>.py` (not a package): the task is the CPU demo's, unchanged."""
+    spec = importlib.util.spec_from_file_location(f"saw_trl_demo_{name}", CPU_DEMO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def model_dir(workdir: Path, seed: int) -> Path:
+    return workdir / "models" / f"seed{seed}"
+
+
+def run_dir(workdir: Path, method: str, seed: int) -> Path:
+    return workdir / "runs" / f"{method}_seed{seed}"
+
+
+def prepare(workdir: Path, seeds: list[int]) -> None:
+    """One random tiny Qwen2 per seed (kept if already built)."""
+    from saw_verl.cpu_harness.assets import PLAIN_TEMPLATE, TinyQwen2, build_tiny_model
+
+    for seed in seeds:
+        if not (model_dir(workdir, seed) / "config.json").exists():
+            build_tiny_model(model_dir(workdir, seed), TinyQwen2(seed=seed), chat_template=PLAIN_TEMPLATE)
+
+
+def reward_functions() -> list:
+    """The CPU demo's two reward components as TRL reward functions (named after their keys)."""
+    compute_score = _cpu_demo_module("reward").compute_score
+
+    def component(key):
+        def reward(completions, ground_truth, **kwargs):
+            return [compute_score(None, c, gt)[key] for c, gt in zip(completions, ground_truth, strict=True)]
+
+        reward.__name__ = key
+        return reward
+
+    return [component(key) for key in REWARD_KEYS]
+
+
+def train_dataset():
+    """The CPU demo's 4096 training prompts "copy D" as a TRL prompt dataset with a ground_truth column."""
+    from datasets import Dataset
+
+    rows = _cpu_demo_module("prepare_data").copy_digit_rows(4096, "train")
+    return Dataset.from_list(
+        [{"prompt": row["prompt"][0]["content"], "ground_truth": row["reward_model"]["ground_truth"]} for row in rows]
+    )
+
+
+def train(workdir: Path, method: str, seed: int, steps: int) -> None:
+    """One run; writes trainer_state.json and run.json (wall time) into its run folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from saw_verl.integrations.trl import SAWGRPOConfig, SAWGRPOTrainer
+
+    torch.set_num_threads(1)
+    estimator, dynamic = METHODS[method]
+    out = run_dir(workdir, method, seed)
+    (out / "run.json").unlink(missing_ok=True)  # written again only if this run finishes
+    start = time.perf_counter()
+    args = SAWGRPOConfig(
+        output_dir=str(out), saw_estimator=estimator, saw_dynamic=dynamic, saw_reward_min=[0.0, 0.0],
+        num_generations=8, per_device_train_batch_size=128, gradient_accumulation_steps=1, max_steps=steps,
+        max_completion_length=3, temperature=1.0, learning_rate=5e-3, lr_scheduler_type="constant",
+        weight_decay=0.01, beta=0.0, seed=seed, use_cpu=True, logging_steps=1, save_strategy="no",
+        report_to="none", disable_tqdm=True,
+    )
+    model = AutoModelForCausalLM.from_pretrained(model_dir(workdir, seed), dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(workdir, seed))
+    trainer = SAWGRPOTrainer(model, reward_functions(), args=args, train_dataset=train_dataset(),
+                             processing_class=tokenizer)
+    trainer.train()
+    trainer.save_state()
+    (out / "run.json").write_text(json.dumps({"method": method, "seed": seed, "steps": steps,
+                                              "wall_s": round(time.perf_counter() - start, 1)}))
+
+
+def step_rows(state_path: Path, method: str, seed: int) -> list[dict]:
+    """Per-step rows in recipes/cpu_demo/analyze.py's format, from TRL's trainer_state.json log_history."""
+    rows = []
+    for entry in json.loads(state_path.read_text())["log_history"]:
+        if f"saw/{REWARD_KEYS[0]}/weight" not in entry:  # the final train summary
+            continue
+        row = {"method": method, "seed": seed, "step": entry["step"]}
+        row.update({key: entry[f"rewards/{key}/mean"] for key in REWARD_KEYS})
+        row.update({f"weight/{key}": entry[f"saw/{key}/weight"] for key in REWARD_KEYS})
+        row["step_time_s"] = entry.get("step_time")
+        rows.append(row)
+    return rows
+
+
+def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
+    """metrics.csv and runs.csv from every run's folder; 1 if a run did not finish."""
+    runs, metrics, missing = [], [], []
+    for seed in seeds:
+        for method in methods:
+            folder = run_dir(workdir, method, seed)
+            if not (folder / "run.json").exists():
+                missing.append(f"{method} seed {seed} ({folder})")
+                continue
+            runs.append(json.loads((folder / "run.json").read_text()))
+            metrics += step_rows(folder / "trainer_state.json", method, seed)
+    for rows, name in ((runs, "runs.csv"), (metrics, "metrics.csv")):
+        if rows:
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / name, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    if missing:
+        print("runs that did not finish: " + "; ".join(missing), file=sys.stderr)
+    return 1 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["prepare", "train", "collect"])
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="collect: where metrics.csv and runs.csv go")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--method", choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args(argv)
+    workdir = args.workdir.expanduser().resolve()
+    if args.command == "prepare":
+        prepare(workdir, args.seeds)
+    elif args.command == "train":
+        if args.method is None:
+            parser.error("train needs --method")
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        train(workdir, args.method, args.seed, args.steps)
+    else:
+        if args.out is None:
+            parser.error("collect needs --out")
+        return collect(workdir, args.out, args.methods, args.seeds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""`SAWGRPOConfig`: TRL's `GRPOConfig` plus the SAW options (works with `TrlParser`, YAML and CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from saw_verl.config import SawInputError
+
+# SAW estimator -> the TRL aggregation that carries it out with the SAW weights as `reward_weights`
+ESTIMATOR_AGGREGATION = {"saw_grpo": "sum_then_normalize", "saw_gdpo": "normalize_then_sum"}
+AGGREGATION_ESTIMATOR = {aggregation: estimator for estimator, aggregation in ESTIMATOR_AGGREGATION.items()}
+# scale_rewards values that keep saw_grpo's group z-score ("none": no division by the std, Dr. GRPO)
+SAW_GRPO_SCALES = ("group", "none")
+
+
+@dataclass
+class SAWGRPOConfig(GRPOConfig):
+    """`GRPOConfig` with SAW's dynamic weights. `reward_weights` stay the static alpha_k.
+
+    `saw_estimator` and `multi_objective_aggregation` name the same choice: set either one (or both,
+    consistently). Neither set: `saw_grpo` with `sum_then_normalize`, TRL's default aggregation.
+    `saw_grpo` takes `scale_rewards` "group" (the spec's group z-score) or "none" (Dr. GRPO); "batch"
+    is refused, since SAW-GRPO is defined on the group z-score.
+    """
+
+    saw_estimator: str | None = field(
+        default=None,
+        metadata={
+            "help": "SAW estimator: 'saw_grpo' (SAW weights on the raw rewards, aggregation "
+            "'sum_then_normalize') or 'saw_gdpo' (on per-reward group z-scores, 'normalize_then_sum'). "
+            "Default: the one matching multi_objective_aggregation ('saw_grpo' when neither is set).",
+            "choices": list(ESTIMATOR_AGGREGATION),
+        },
+    )
+    saw_preset: str = field(
+        default="paper",
+        metadata={"help": "SAW weight formula: 'paper' (default) or 'official' (the released code's)."},
+    )
+    saw_dynamic: bool = field(
+        default=True,
+        metadata={"help": "False: SAW weights all 1, i.e. exactly plain GRPOTrainer (the equal-weight baseline)."},
+    )
+    saw_reward_min: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Theoretical minimum of each reward function, in the order of reward_funcs (default all 0): "
+            "SAW takes the coefficient of variation of reward - minimum."
+        },
+    )
+    saw_delta: float = field(
+        default=1e-8,
+        metadata={"help": "The 'paper' preset's shift and equal-weight fallback threshold."},
+    )
+    multi_objective_aggregation: str | None = field(
+        default=None,
+        metadata={
+            "help": "As in GRPOConfig ('sum_then_normalize' or 'normalize_then_sum'); None (default) follows "
+            "saw_estimator. A value that contradicts saw_estimator is an error.",
+            "choices": list(AGGREGATION_ESTIMATOR),
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()  # also maps scale_rewards True/False to "group"/"none"
+        estimator, aggregation = self.saw_estimator, self.multi_objective_aggregation
+        if estimator is not None and estimator not in ESTIMATOR_AGGREGATION:
+            raise SawInputError(f"unknown saw_estimator {estimator!r}; expected one of {list(ESTIMATOR_AGGREGATION)}")
+        if aggregation is not None and aggregation not in AGGREGATION_ESTIMATOR:
+            raise SawInputError(
+                f"unknown multi_objective_aggregation {aggregation!r}; expected one of {list(AGGREGATION_ESTIMATOR)}"
+            )
+        if estimator is None:
+            estimator = AGGREGATION_ESTIMATOR.get(aggregation, "saw_grpo")
+        if aggregation is None:
+            aggregation = ESTIMATOR_AGGREGATION[estimator]
+        if ESTIMATOR_AGGREGATION[estimator] != aggregation:
+            raise SawInputError(
+                f"saw_estimator={estimator!r} runs on multi_objective_aggregation="
+                f"{ESTIMATOR_AGGREGATION[estimator]!r}, but multi_objective_aggregation={aggregation!r} was set"
+            )
+        if estimator == "saw_grpo" and self.scale_rewards not in SAW_GRPO_SCALES:
+            raise SawInputError(
+                f"saw_grpo needs scale_rewards in {list(SAW_GRPO_SCALES)} (the group z-score), got "
+                f"{self.scale_rewards!r}"
+            )
+        self.saw_estimator, self.multi_objective_aggregation = estimator, aggregation
+
+    @property
+    def saw_mode(self) -> str:
+        """'grpo' or 'gdpo': the SawConfig mode of `saw_estimator` (sets the scale of the paper weights)."""
+        return self.saw_estimator.removeprefix("saw_")

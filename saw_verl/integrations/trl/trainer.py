@@ -1,0 +1,114 @@
+"""`SAWGRPOTrainer`: TRL's `GRPOTrainer` whose reward weights are SAW's, recomputed each generation batch.
+
+TRL 1.x scores a generation batch in `GRPOTrainer._calculate_rewards`, which returns the gathered
+(N, K) rewards of all processes (NaN where a reward function returned None), and aggregates them
+right after with `self.reward_weights`. This subclass computes the SAW weights w_k from those rewards
+(`saw_verl.weights.batch_weights`, on their device) and sets `reward_weights = w * alpha`, alpha
+being the static `args.reward_weights`: TRL's own aggregation does the rest, so `saw_dynamic=False`
+(w = 1) is exactly `GRPOTrainer`. Evaluation keeps the static weights.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import trl
+from trl import GRPOTrainer
+
+from saw_verl.config import SawConfig, SawInputError
+from saw_verl.integrations.trl.config import SAWGRPOConfig
+from saw_verl.weights import batch_weights, step_metrics
+
+# SawConfig's option names (verl's) -> SAWGRPOConfig's, for the errors TRL users read
+TRL_OPTION_NAMES = {
+    "algorithm.gdpo_reward_keys": "reward function names",
+    "algorithm.gdpo_reward_weights": "reward_weights",
+    "algorithm.saw.reward_min": "saw_reward_min",
+    "algorithm.saw.preset": "saw_preset",
+    "algorithm.saw.dynamic": "saw_dynamic",
+    "SAW option delta": "saw_delta",
+}
+# The reward sum with the static weights alpha_k: TRL's logged "reward" uses the SAW-weighted ones
+STATIC_REWARD_METRIC = "saw/static_weighted_reward"
+_HOOK_PARAMETERS = ["self", "inputs", "prompts", "completions", "completion_ids_list"]
+
+
+def _require_trl_hook() -> None:
+    """Fail clearly if this TRL has no `GRPOTrainer._calculate_rewards(inputs, prompts, ...)` to override."""
+    hook = getattr(GRPOTrainer, "_calculate_rewards", None)
+    if hook is None or list(inspect.signature(hook).parameters) != _HOOK_PARAMETERS:
+        raise RuntimeError(
+            f"SAWGRPOTrainer overrides GRPOTrainer._calculate_rewards{tuple(_HOOK_PARAMETERS[1:])}, which trl "
+            f"{trl.__version__} does not have (tested with trl 1.16; supported: trl>=0.27,<2)"
+        )
+
+
+def build_saw_config(args: SAWGRPOConfig, reward_names: list[str], static_weights: torch.Tensor) -> SawConfig:
+    """The SawConfig of a run, with TRL's option names in its errors."""
+    try:
+        return SawConfig(
+            reward_keys=tuple(reward_names),
+            mode=args.saw_mode,
+            preset=args.saw_preset,
+            dynamic=args.saw_dynamic,
+            reward_min=args.saw_reward_min,
+            static_weights=static_weights.tolist(),
+            delta=args.saw_delta,
+        )
+    except SawInputError as error:
+        message = str(error)
+        for verl_name, trl_name in TRL_OPTION_NAMES.items():
+            message = message.replace(verl_name, trl_name)
+        raise SawInputError(f"SAWGRPOTrainer (reward functions {reward_names}): {message}") from None
+
+
+def check_finite(rewards: torch.Tensor, reward_names: list[str]) -> None:
+    """rewards (N, K): SawInputError naming the reward function and row of the first +-inf (NaN = not scored)."""
+    infinite = torch.isinf(rewards)
+    if infinite.any():
+        row, column = infinite.nonzero()[0].tolist()
+        raise SawInputError(
+            f"reward function {reward_names[column]!r} returned {rewards[row, column].item()} for row {row} of the "
+            f"generation batch (N={rewards.shape[0]}, gathered over processes); SAW needs finite rewards "
+            "(return None to leave a completion unscored)"
+        )
+
+
+class SAWGRPOTrainer(GRPOTrainer):
+    """`GRPOTrainer` with SAW weights; takes the same arguments, `args` a `SAWGRPOConfig`.
+
+    Logs, per reward function and generation batch, `saw/{name}/weight|cv|mean|std` (mean/std of the
+    raw reward, unscored completions left out) and `saw/static_weighted_reward` (sum of alpha_k * r_k,
+    TRL's "reward" with the static weights; TRL's own "reward" is then the SAW-weighted sum).
+    """
+
+    def __init__(self, model, reward_funcs, args: SAWGRPOConfig | None = None, **kwargs):
+        _require_trl_hook()
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = SAWGRPOConfig(output_dir=f"{name.split('/')[-1]}-SAW-GRPO")
+        if not isinstance(args, SAWGRPOConfig):
+            raise TypeError(f"SAWGRPOTrainer needs args=SAWGRPOConfig(...), got {type(args).__name__}")
+        super().__init__(model, reward_funcs, args=args, **kwargs)
+        self.static_reward_weights = self.reward_weights.clone()  # alpha_k, float32 (K,)
+        self.saw_config = build_saw_config(args, list(self.reward_func_names), self.static_reward_weights)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's gathered (N, K) rewards; sets `self.reward_weights` for the aggregation that follows."""
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        names = list(self.reward_func_names)
+        check_finite(rewards, names)
+        if not self.model.training:  # evaluation: the static weights, no SAW metrics
+            self.reward_weights = self.static_reward_weights
+            return rewards
+        alpha = self.static_reward_weights.to(rewards.device)
+        stats = batch_weights(rewards, self.saw_config)
+        self.reward_weights = (stats.weights * alpha.double()).float()  # w = 1: alpha bit for bit
+        metrics = self._metrics["train"]
+        for name, value in step_metrics(names, stats).items():
+            metrics[name].append(value)
+        static_sum = (rewards * alpha).nansum(dim=1)
+        static_sum[torch.isnan(rewards).all(dim=1)] = torch.nan  # as TRL: unscorable rows left out
+        metrics[STATIC_REWARD_METRIC].append(torch.nanmean(static_sum).item())
+        return rewards
