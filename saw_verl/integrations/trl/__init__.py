@@ -1,13 +1,24 @@
-"""SAW for Hugging Face TRL (trl>=0.27,<2; tested with 1.16): the only saw_verl code that imports trl.
+"""SAW for Hugging Face TRL (trl>=0.27,<2; tested with 1.16.0): the only saw_verl code that imports trl.
 
     from saw_verl.integrations.trl import SAWGRPOConfig, SAWGRPOTrainer
 
     args = SAWGRPOConfig(output_dir="out", saw_estimator="saw_gdpo", saw_reward_min=[0.0, 0.0])
     trainer = SAWGRPOTrainer(model, reward_funcs=[format_reward, correct_reward], args=args, train_dataset=ds)
 
-`reward_weights` are the static alpha_k; SAW's weights w_k are recomputed from each generation batch
-and TRL aggregates with w_k * alpha_k: `saw_grpo` = `sum_then_normalize`, `saw_gdpo` =
-`normalize_then_sum` (TRL's epsilons 1e-4 and sequence-level whitening, not verl's token-level one).
+Reward keys are TRL's `reward_func_names`; `reward_weights` are the static alpha_k (>= 0). Each
+generation batch, the SAW weights w_k (spec Step 1, over the gathered batch, NaN = unscored left
+out) become `reward_weights = w * alpha`, and TRL's own aggregation runs:
+
+* `saw_grpo` = `sum_then_normalize` with `scale_rewards` "group" (spec Step 2a) or "none" (no std
+  division, Dr. GRPO); "batch" is refused.
+* `saw_gdpo` = `normalize_then_sum` (spec Step 2b).
+
+Where TRL differs from the spec (and from saw_verl's verl estimators), TRL wins, so that
+`saw_dynamic=False` is exactly `GRPOTrainer`: epsilon 1e-4 added to every std (spec 1e-6 in the
+group z-score, sqrt(var + 1e-8) in the whitening); GDPO's final whitening over sequences, not tokens;
+TRL's handling of constant groups (no exact-zero rule) and of completions no reward function scored
+(advantage 0). Infinite rewards raise `SawInputError` naming the function and row. TRL's logged
+`reward` becomes the SAW-weighted sum; `saw/static_weighted_reward` keeps the alpha-weighted one.
 """
 
 from saw_verl.integrations.trl.config import SAWGRPOConfig
