@@ -1,0 +1,142 @@
+"""The wrapper of ``RemoteExperienceMaker.compute_advantages_and_returns`` that computes SAW.
+
+Before the original runs: gather the (N, K) reward matrix from ``Experience.info[key]``, restore
+prompt order as OpenRLHF does (``rewards[indices] = raw``: groups are consecutive blocks of
+n_samples_per_prompt), compute the per-rollout SAW advantage with the core, write it into
+``Experience.rewards`` and the per-key metrics into ``Experience.info`` as (B,) tensors. The
+original then runs as ``dr_grpo`` (see the package docstring for what it does to the scalar).
+Imported by the patch, in the process that has just imported OpenRLHF's experience maker.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+
+import torch
+from openrlhf.utils.logging_utils import init_logger  # imported only once OpenRLHF is: its console format
+
+from saw_verl.advantages import saw_advantages
+from saw_verl.config import SawConfig, SawInputError
+from saw_verl.integrations.openrlhf.options import DELEGATE_ESTIMATOR, config_from_env, estimator_of
+from saw_verl.weights import step_metrics
+
+logger = init_logger(__name__)
+logger.setLevel(os.environ.get("SAW_VERL_LOGGING_LEVEL", "INFO").upper())
+
+LENGTH_PENALTIES = ("overlong_buffer_len", "stop_properly_penalty_coef")
+
+
+def wrap_compute_advantages(original):
+    """compute_advantages_and_returns(self, experiences) with SAW first; returns `original` if already wrapped."""
+    if getattr(original, "saw_verl_wrapped", False):
+        return original
+
+    @functools.wraps(original)
+    def compute_advantages_and_returns(self, experiences, *rest, **kwargs):
+        cfg = config_from_env()
+        if cfg is not None:
+            args = self.strategy.args
+            check_args(args, self.advantage_estimator, cfg)
+            write_saw_rewards(experiences, args.rollout.n_samples_per_prompt, cfg, args.reward.clip_range)
+        return original(self, experiences, *rest, **kwargs)
+
+    compute_advantages_and_returns.saw_verl_wrapped = True
+    return compute_advantages_and_returns
+
+
+def check_args(args, maker_estimator: str, cfg: SawConfig) -> None:
+    """Refuse OpenRLHF options that would corrupt SAW's scalar (SawInputError naming the flag)."""
+    estimator = estimator_of(cfg)
+    for chosen in (args.algo.advantage.estimator, maker_estimator):
+        if chosen != DELEGATE_ESTIMATOR:
+            raise SawInputError(
+                f"{estimator} runs through OpenRLHF's {DELEGATE_ESTIMATOR}, but the estimator is {chosen!r}: pass "
+                f"--algo.advantage.estimator {DELEGATE_ESTIMATOR} (python -m saw_verl.integrations.openrlhf does this)"
+            )
+    for name in LENGTH_PENALTIES:
+        value = getattr(args.reward, name, None)
+        if value is not None:
+            raise SawInputError(
+                f"--reward.{name} {value} would change {estimator}'s advantage after SAW computed it; "
+                f"drop it and return a length reward as one more SAW key in extra_logs instead"
+            )
+
+
+def gather_rewards(experiences, cfg: SawConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (rewards (N, K) float64 in prompt order, indices (N,): prompt-order row of each concatenated row)."""
+    columns = []
+    for key in cfg.reward_keys:
+        parts = []
+        for batch, experience in enumerate(experiences):
+            size = len(experience.index)
+            value = experience.info.get(key)
+            if value is None:
+                raise SawInputError(
+                    f"reward key {key!r} is missing from Experience.info of micro-batch {batch} (it has "
+                    f"{sorted(experience.info)}): the reward function must return it in 'extra_logs' for every "
+                    f"sample. OpenRLHF logs and swallows reward-function errors ('Failed to fetch reward'), "
+                    f"leaving extra_logs empty."
+                )
+            value = torch.as_tensor(value)
+            if value.shape != (size,):
+                raise SawInputError(
+                    f"reward key {key!r} has shape {tuple(value.shape)} in micro-batch {batch} of {size} samples, "
+                    f"expected ({size},): some samples lack it in extra_logs (a failed reward function?)"
+                )
+            parts.append(value.to(torch.float64))
+        columns.append(torch.cat(parts))
+    indices = torch.tensor(list(itertools.chain.from_iterable(e.index for e in experiences)), dtype=torch.int64)
+    n = indices.numel()
+    if not torch.equal(torch.sort(indices).values, torch.arange(n)):
+        raise SawInputError(f"Experience.index of the {n} samples is not a permutation of 0..{n - 1}")
+    rewards = torch.empty(n, cfg.num_keys, dtype=torch.float64)
+    rewards[indices] = torch.stack(columns, dim=1)
+    return rewards, indices
+
+
+def write_saw_rewards(experiences, group_size: int, cfg: SawConfig, clip_range=None) -> None:
+    """Replace each ``Experience.rewards`` (B,) by the SAW advantage of its rollouts; add the saw/* metrics.
+
+    group_size: --rollout.n_samples_per_prompt; clip_range: --reward.clip_range (checked for saw_gdpo).
+    """
+    rewards, indices = gather_rewards(experiences, cfg)
+    n = rewards.shape[0]
+    if group_size < 2 or n % group_size:
+        raise SawInputError(
+            f"SAW needs groups of --rollout.n_samples_per_prompt >= 2 rollouts; got {n} samples, "
+            f"n_samples_per_prompt={group_size}"
+        )
+    group_ids = torch.arange(n) // group_size
+    one_token = torch.ones(n, 1, dtype=torch.bool)  # GDPO whitening over rollouts, not tokens (package docstring)
+    result = saw_advantages(rewards, group_ids, one_token, cfg, num_groups=n // group_size, backend="torch")
+    advantage = result.advantages[:, 0]
+    if cfg.mode == "gdpo":
+        check_clip_range(clip_range, n, advantage)
+    metrics = step_metrics(cfg.reward_keys, result)
+    values = advantage[indices].split([len(e.index) for e in experiences])
+    for experience, value in zip(experiences, values):
+        experience.rewards = value.clone()
+        for name, metric in metrics.items():
+            experience.info[name] = torch.full((len(value),), metric, dtype=torch.float32)
+    logger.info(
+        "%s weights: %s",
+        estimator_of(cfg),
+        ", ".join(f"{key}={metrics[f'saw/{key}/weight']:.4f}" for key in cfg.reward_keys),
+    )
+
+
+def check_clip_range(clip_range, n: int, advantage: torch.Tensor) -> None:
+    """Refuse a --reward.clip_range that can clip saw_gdpo's whitened advantages (|A| < sqrt(N) over N rollouts)."""
+    if not clip_range:
+        return
+    low, high = clip_range
+    bound = math.sqrt(n)
+    if low > -bound or high < bound:
+        raise SawInputError(
+            f"--reward.clip_range {low:g} {high:g} can clip saw_gdpo's advantages (whitened over N={n} rollouts, "
+            f"|A| up to {bound:.3g}; this step {advantage.abs().max().item():.3g}): pass --reward.clip_range "
+            f"-1000000000 1000000000 (python -m saw_verl.integrations.openrlhf does this)"
+        )
