@@ -1,4 +1,4 @@
-"""SAW for OpenRLHF (>= 0.10.2; tested with 0.10.2 and 0.11.2): the only saw_verl code that imports it.
+"""SAW for OpenRLHF (>= 0.10.2; tested with 0.10.2, 0.11.0 and 0.11.2): the only saw_verl code that imports it.
 
 The reward function (``--reward.remote_url reward_func.py``; OpenRLHF calls it one sample at a time)
 returns every SAW key in ``extra_logs``; its ``rewards`` stay OpenRLHF's logged ``reward``::
