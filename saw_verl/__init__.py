@@ -1,24 +1,40 @@
-"""saw-verl: Stage-Aware Dynamic Weighting (SAW) advantage estimators for verl.
+"""saw-verl: Stage-Aware Dynamic Weighting (SAW) advantage estimators for verl, TRL and OpenRLHF.
 
 Install the package and set ``algorithm.adv_estimator=saw_gdpo`` (or ``saw_grpo``) in a stock verl
 config. The core imports no trainer: ``saw_verl.integrations.{verl,trl,openrlhf}`` each alone import
 theirs. ``saw_verl.reference`` (the float64 oracle) is for tests and is not imported here.
+
+The names below load on first use (PEP 562): a Ray worker setup hook that imports a stdlib-only
+submodule (``saw_verl.integrations.openrlhf.hook``) does not pay for torch.
 """
 
-from saw_verl.advantages import group_ids_from_index, rewards_from_columns, saw_advantages
-from saw_verl.config import SawConfig, SawInputError
-from saw_verl.result import SawResult
-from saw_verl.weights import BatchWeights, batch_weights, metric_name, step_metrics
+from __future__ import annotations
 
-__all__ = [
-    "BatchWeights",
-    "SawConfig",
-    "SawInputError",
-    "SawResult",
-    "batch_weights",
-    "group_ids_from_index",
-    "metric_name",
-    "rewards_from_columns",
-    "saw_advantages",
-    "step_metrics",
-]
+import importlib
+
+_EXPORTS = {
+    "SawConfig": "saw_verl.config",
+    "SawInputError": "saw_verl.config",
+    "SawResult": "saw_verl.result",
+    "BatchWeights": "saw_verl.weights",
+    "batch_weights": "saw_verl.weights",
+    "metric_name": "saw_verl.weights",
+    "step_metrics": "saw_verl.weights",
+    "group_ids_from_index": "saw_verl.advantages",
+    "rewards_from_columns": "saw_verl.advantages",
+    "saw_advantages": "saw_verl.advantages",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'saw_verl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

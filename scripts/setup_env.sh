@@ -15,14 +15,16 @@ PYTHON=${PYTHON:-python3}
 # torch first, pinned: otherwise verl's dependencies resolve to a multi-GB CUDA build.
 "$VENV/bin/python" -m pip install -q ${SAW_TORCH_INDEX_URL:+--index-url "$SAW_TORCH_INDEX_URL"} "torch==${SAW_TORCH_VERSION:-2.13.0}"
 "$VENV/bin/python" -m pip install -q -e ".[test,cpu,trl]"
+# OpenRLHF without its CUDA-only dependencies (flash-attn, vllm): the CPU tests use import stand-ins for those.
+bash scripts/install_openrlhf_cpu.sh "$VENV"
 # BFCL-v4 questions/answers for the tool-calling evaluation; its pinned dependencies are heavy and unneeded.
 "$VENV/bin/python" -m pip install -q --no-deps bfcl-eval
 "$VENV/bin/python" - <<'PY'
-import torch, verl, triton, trl, saw_verl
+import torch, verl, triton, trl, openrlhf, saw_verl
 assert not torch.version.cuda or torch.cuda.is_available(), (
     f"a CUDA torch build was installed on a machine without a GPU: {torch.__version__}; "
     "rerun with SAW_TORCH_INDEX_URL set to a CPU wheel index"
 )
-print(f"ready: torch {torch.__version__}, verl {verl.__version__}, trl {trl.__version__}, triton {triton.__version__}, "
+print(f"ready: torch {torch.__version__}, verl {verl.__version__}, trl {trl.__version__}, openrlhf {openrlhf.__version__}, triton {triton.__version__}, "
       f"saw_verl {saw_verl.__file__}")
 PY

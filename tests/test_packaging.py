@@ -80,3 +80,14 @@ def test_core_imports_no_trainer():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_openrlhf_setup_hook_imports_only_the_standard_library():
+    """The hook runs in every Ray worker (vLLM engines too): no torch, numpy or trainer on import."""
+    code = (
+        "import sys, saw_verl.integrations.openrlhf.hook\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'openrlhf', 'ray', 'vllm'})\n"
+        "assert not loaded, f'the setup hook loaded {loaded}'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
