@@ -21,10 +21,11 @@ bash scripts/install_openrlhf_cpu.sh "$VENV"
 "$VENV/bin/python" -m pip install -q --no-deps bfcl-eval
 "$VENV/bin/python" - <<'PY'
 import torch, verl, triton, trl, openrlhf, saw_verl
+from importlib.metadata import version
 assert not torch.version.cuda or torch.cuda.is_available(), (
     f"a CUDA torch build was installed on a machine without a GPU: {torch.__version__}; "
     "rerun with SAW_TORCH_INDEX_URL set to a CPU wheel index"
 )
-print(f"ready: torch {torch.__version__}, verl {verl.__version__}, trl {trl.__version__}, openrlhf {openrlhf.__version__}, triton {triton.__version__}, "
+print(f"ready: torch {torch.__version__}, verl {verl.__version__}, trl {trl.__version__}, openrlhf {version("openrlhf")}, triton {triton.__version__}, "
       f"saw_verl {saw_verl.__file__}")
 PY
