@@ -26,6 +26,6 @@ assert not torch.version.cuda or torch.cuda.is_available(), (
     f"a CUDA torch build was installed on a machine without a GPU: {torch.__version__}; "
     "rerun with SAW_TORCH_INDEX_URL set to a CPU wheel index"
 )
-print(f"ready: torch {torch.__version__}, verl {verl.__version__}, trl {trl.__version__}, openrlhf {version("openrlhf")}, triton {triton.__version__}, "
+print(f"ready: torch {torch.__version__}, verl {verl.__version__}, trl {trl.__version__}, openrlhf {version('openrlhf')}, triton {triton.__version__}, "
       f"saw_verl {saw_verl.__file__}")
 PY
