@@ -25,8 +25,7 @@ class Workload:
 
     keys: tuple[str, ...]
     rewards: torch.Tensor  # (N, K) float64
-    group_ids: torch.Tensor  # (N,) int64 in [0, num_groups)
-    num_groups: int
+    group_ids: torch.Tensor  # (N,) int64 in [0, G)
     response_mask: torch.Tensor  # (N, L)
     non_tensor_batch: dict  # verl: reward columns + "uid" (np.ndarray)
     batch: dict  # verl: prompts, attention_mask
@@ -51,26 +50,21 @@ def make_workload(n: int, length: int, num_keys: int, device="cpu", mask_dtype=t
     last_token = torch.zeros(n, length, dtype=torch.float32)
     last_token[torch.arange(n), lengths - 1] = rewards.sum(dim=1).float()
     attention = torch.cat([torch.ones(n, PROMPT_LENGTH, dtype=torch.int64), mask.long()], dim=1)
-    group_ids, num_groups = group_ids_from_index(uid)
+    group_ids, _ = group_ids_from_index(uid)
     to = dict(device=device)
     return Workload(
-        keys, rewards.to(**to), group_ids.to(**to), num_groups, mask.to(**to), {**columns, "uid": uid},
+        keys, rewards.to(**to), group_ids.to(**to), mask.to(**to), {**columns, "uid": uid},
         {"prompts": torch.zeros(n, PROMPT_LENGTH, dtype=torch.int64, **to), "attention_mask": attention.to(**to)},
         last_token.to(**to),
     )
 
 
 def saw_from_tensors(backend: str, mode: str, dynamic: bool = True) -> Callable[[Workload], Callable]:
-    """One SAW backend on device tensors already built and validated (the kernel-level comparison; the public
-    saw_advantages adds input validation, whose isfinite / group-id checks cost one host sync on CUDA)."""
+    """One SAW backend on device tensors, through the public saw_advantages (its checks, its one host read)."""
 
     def bind(w: Workload):
         cfg = SawConfig(w.keys, mode=mode, dynamic=dynamic)
-        if backend == "triton":
-            from saw_verl.kernels import triton_saw_advantages as run
-        else:
-            from saw_verl.torch_backend import torch_saw_advantages as run
-        return lambda: run(w.rewards, w.group_ids, w.response_mask, cfg, w.num_groups).advantages
+        return lambda: saw_advantages(w.rewards, w.group_ids, w.response_mask, cfg, backend=backend).advantages
 
     return bind
 
@@ -84,8 +78,8 @@ def saw_from_columns(mode: str, dynamic: bool = True) -> Callable[[Workload], Ca
 
         def call():
             rewards = rewards_from_columns(w.non_tensor_batch, w.keys, n).to(w.response_mask.device)
-            group_ids, num_groups = group_ids_from_index(w.non_tensor_batch["uid"])
-            return saw_advantages(rewards, group_ids, w.response_mask, cfg, num_groups).advantages
+            group_ids, _ = group_ids_from_index(w.non_tensor_batch["uid"])
+            return saw_advantages(rewards, group_ids, w.response_mask, cfg).advantages
 
         return call
 

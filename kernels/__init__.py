@@ -1,9 +1,12 @@
 """Fused Triton kernels for SAW advantages (shipped as ``saw_verl.kernels``).
 
-``triton_saw_advantages`` is the backend saw_verl.advantages dispatches CUDA tensors to;
-``saw_grpo_advantages`` / ``saw_gdpo_advantages`` are the tensor-level entry points for other trainers.
+A leaf: takes tensors and scalars, imports nothing of saw_verl. ``saw_kernels`` launches the pipeline
+(see kernels/pipeline.py); saw_verl.triton_backend validates, builds the constants, reads the status
+word and raises SawInputError. The tensor API (saw_grpo_advantages / saw_gdpo_advantages) lives in
+saw_verl.advantages.
 """
 
-from .saw import saw_gdpo_advantages, saw_grpo_advantages, triton_saw_advantages
+from .common import constants_vector
+from .pipeline import saw_kernels
 
-__all__ = ["saw_gdpo_advantages", "saw_grpo_advantages", "triton_saw_advantages"]
+__all__ = ["constants_vector", "saw_kernels"]

@@ -1,95 +1,100 @@
-"""The two passes over the (N, L) response mask (masks of any dtype and strides).
+"""Stage 3: the one pass that writes advantages[j, t] = value(j) * mask[j, t] in float32.
 
-_row_tokens_kernel (GDPO only): per-row token counts n_j for the whitening, a bit-packed copy of the
-  mask (1 bit per token, (N, ceil(L/8)) uint8) and a per-row count of entries that are neither 0 nor 1.
-_write_advantages_kernel: advantages[j, t] = value(j) * mask[j, t] in float32, where value is the
-  per-row score, whitened in GDPO. It reads the packed copy when the mask is binary, else the mask.
+Tiles of BLOCK_R rows x BLOCK_C tokens (about TILE elements, so short rows still make wide tiles). Each
+program first finishes its rows' values (cheap next to the tile), then streams the tile:
+  GRPO: value = group z-score of R(j), from the R pieces of _grpo_pieces_kernel (the row's group run
+        from bounds, then its pieces merged in block order); reads the mask itself.
+  GDPO: value = (S(j) - mean) / sqrt(var + 1e-8), mean / var merged from the whitening partials
+        (two-stage, fixed order); reads the bit copy of a row whose mask is 0 / 1, else the mask.
+Nothing is written unless the status word says the inputs are good (no non-finite reward; GDPO: M >= 2);
+program (0, 0) stores M in status[1].
 
 Bytes per token, e = mask element size: GRPO e + 4 (the floor: read the mask, write fp32 once);
-GDPO e + 1/8 (count, write bits) + 1/8 + 4 (read bits, write) = e + 4.25; a non-binary mask: 2e + 4.
+GDPO e + 1/8 (stage 1 reads the mask, writes bits) + 1/8 + 4 = e + 4.25; a non-binary row: 2e + 4.
 """
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
-BLOCK_L = 1024  # tokens of one row per program step; a multiple of 8
-NUM_WARPS = 4
+from .common import EPSILON, WHITEN_EPS_AT, group_zscores
+from .group_scores import weighted_sum
+
+TILE = 8192
+MAX_BLOCK_C = 2048
+NUM_WARPS = 8
 
 
-def packed_width(length: int) -> int:
-    return triton.cdiv(length, 8)
-
-
-@triton.jit
-def _row_tokens_kernel(mask_ptr, stride_n, stride_l, tokens_ptr, odd_ptr, bits_ptr, L, BYTES, BLOCK_L: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    steps = tl.arange(0, BLOCK_L)
-    shifts = tl.arange(0, 8)
-    count = tl.zeros((BLOCK_L,), tl.float32)
-    odd = tl.zeros((BLOCK_L,), tl.int32)
-    for start in range(0, L, BLOCK_L):
-        cols = start + steps.to(tl.int64)
-        m = tl.load(mask_ptr + row * stride_n + cols * stride_l, mask=cols < L, other=0)
-        count += m.to(tl.float32)
-        odd += ((m != 0) & (m != 1)).to(tl.int32)
-        bits = tl.reshape((m != 0).to(tl.int32), (BLOCK_L // 8, 8)) << shifts[None, :]
-        byte = start // 8 + tl.arange(0, BLOCK_L // 8)
-        tl.store(bits_ptr + row * BYTES + byte, tl.sum(bits, axis=1).to(tl.uint8), mask=byte < BYTES)
-    tl.store(tokens_ptr + row, tl.sum(count, axis=0))
-    tl.store(odd_ptr + row, tl.sum(odd, axis=0))
+def tile_shape(length: int) -> tuple[int, int]:
+    """(BLOCK_R, BLOCK_C): BLOCK_C a power of two >= 16 (a multiple of 8 for the bit copy)."""
+    block_c = min(MAX_BLOCK_C, max(16, triton.next_power_of_2(length)))
+    return TILE // block_c, block_c
 
 
 @triton.jit
-def _write_advantages_kernel(
-    scores_ptr, whiten_ptr, src_ptr, stride_n, stride_l, out_ptr, L,
-    BLOCK_L: tl.constexpr, WHITEN: tl.constexpr, PACKED: tl.constexpr,
+def whitening(whiten_ptr, P, FINAL_BLOCK: tl.constexpr):
+    """Merge the (3, P) whitening partials in a fixed order -> (M, mean, M2)."""
+    steps = tl.arange(0, FINAL_BLOCK)
+    weight = tl.zeros((FINAL_BLOCK,), tl.float64)
+    weighted = tl.zeros((FINAL_BLOCK,), tl.float64)
+    for start in range(0, P, FINAL_BLOCK):
+        blocks = start + steps
+        weight += tl.load(whiten_ptr + blocks, mask=blocks < P, other=0)
+        weighted += tl.load(whiten_ptr + P + blocks, mask=blocks < P, other=0)
+    total = tl.sum(weight, axis=0)
+    mean = tl.sum(weighted, axis=0) / tl.maximum(total, 1e-300)
+    squares = tl.zeros((FINAL_BLOCK,), tl.float64)
+    for start in range(0, P, FINAL_BLOCK):
+        blocks = start + steps
+        w = tl.load(whiten_ptr + blocks, mask=blocks < P, other=0)
+        shift = tl.where(w > 0, tl.load(whiten_ptr + P + blocks, mask=blocks < P, other=0) / tl.maximum(w, 1e-300)
+                         - mean, 0)
+        squares += tl.load(whiten_ptr + 2 * P + blocks, mask=blocks < P, other=0) + w * shift * shift
+    return total, mean, tl.sum(squares, axis=0)
+
+
+@triton.jit
+def _write_kernel(
+    mask_ptr, stride_n, stride_l, out_ptr, status_ptr, consts_ptr, N, K, L, P,
+    # GRPO: the row's value from the R pieces
+    rewards_ptr, reward_stride_n, reward_stride_k, summary_ptr, pieces_ptr, bounds_ptr,
+    # GDPO: the whitened score; the bit copy of binary rows
+    scores_ptr, whiten_ptr, bits_ptr, odd_ptr, BYTES,
+    GDPO: tl.constexpr, NORM_BY_STD: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_S: tl.constexpr, FINAL_BLOCK: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    block = tl.program_id(1)
-    value = tl.load(scores_ptr + row)
-    if WHITEN:  # whiten_ptr -> (M, mean, 1 / sqrt(var + eps), ...)
-        value = (value - tl.load(whiten_ptr + 1)) * tl.load(whiten_ptr + 2)
-    cols = block * BLOCK_L + tl.arange(0, BLOCK_L).to(tl.int64)
-    if PACKED:  # src is the (N, ceil(L/8)) bit copy, contiguous
-        byte = block * (BLOCK_L // 8) + tl.arange(0, BLOCK_L // 8)
-        packed = tl.load(src_ptr + row * stride_n + byte, mask=byte < (L + 7) // 8, other=0).to(tl.int32)
-        m = tl.reshape((packed[:, None] >> tl.arange(0, 8)[None, :]) & 1, (BLOCK_L,))
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
+    inside = rows < N
+    good = tl.load(status_ptr) >= (N * K).to(tl.float64)  # status[0]: first non-finite flat index, N * K if none
+    if GDPO:
+        tokens, mean, squares = whitening(whiten_ptr, P, FINAL_BLOCK)
+        if (tl.program_id(0) == 0) & (tl.program_id(1) == 0):
+            tl.store(status_ptr + 1, tokens)
+        good = good & (tokens >= 2)
+        inv_std = 1 / tl.sqrt(squares / tl.maximum(tokens - 1, 1) + tl.load(consts_ptr + WHITEN_EPS_AT))
+        value = (tl.load(scores_ptr + rows, mask=inside, other=0) - mean) * inv_std
+        odd = tl.load(odd_ptr + rows, mask=inside, other=1) != 0
+        take = inside[:, None] & (cols < L)[None, :]
+        m = tl.load(mask_ptr + rows[:, None] * stride_n + cols[None, :] * stride_l, mask=take & odd[:, None],
+                    other=0).to(tl.float32)
+        byte = tl.program_id(1).to(tl.int64) * (BLOCK_C // 8) + tl.arange(0, BLOCK_C // 8)
+        packed = tl.load(bits_ptr + rows[:, None] * BYTES + byte[None, :],
+                         mask=inside[:, None] & (byte < BYTES)[None, :] & ~odd[:, None], other=0).to(tl.int32)
+        bits = tl.reshape((packed[:, :, None] >> tl.arange(0, 8)[None, None, :]) & 1, (BLOCK_R, BLOCK_C))
+        m = tl.where(odd[:, None], m, bits.to(tl.float32))
+        out = value[:, None].to(tl.float32) * m
     else:
-        m = tl.load(src_ptr + row * stride_n + cols * stride_l, mask=cols < L, other=0)
-    tl.store(out_ptr + row * L + cols, value.to(tl.float32) * m.to(tl.float32), mask=cols < L)
-
-
-def row_tokens(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """mask (N, L) any dtype/strides -> (tokens (N,) float32, non-binary entries (N,) int32, bits (N, ceil(L/8)) uint8).
-
-    Counts are exact for 0/1 masks (float32 sums, rows shorter than 2^24 tokens).
-    """
-    n, length = mask.shape
-    tokens = torch.empty(n, dtype=torch.float32, device=mask.device)
-    odd = torch.empty(n, dtype=torch.int32, device=mask.device)
-    bits = torch.empty(n, packed_width(length), dtype=torch.uint8, device=mask.device)
-    _row_tokens_kernel[(n,)](
-        mask, mask.stride(0), mask.stride(1), tokens, odd, bits, length, bits.shape[1],
-        BLOCK_L=BLOCK_L, num_warps=NUM_WARPS, enable_fp_fusion=False,
-    )
-    return tokens, odd, bits
-
-
-def write_advantages(
-    scores: torch.Tensor, source: torch.Tensor, length: int, packed: bool, whiten: torch.Tensor | None = None
-) -> torch.Tensor:
-    """scores (N,); source: the (N, L) mask, or its bits from row_tokens when packed; whiten from whiten_stats.
-
-    Returns advantages (N, L) float32.
-    """
-    n = scores.shape[0]
-    out = torch.empty(n, length, dtype=torch.float32, device=scores.device)
-    if n and length:
-        _write_advantages_kernel[(n, triton.cdiv(length, BLOCK_L))](
-            scores, scores if whiten is None else whiten, source, source.stride(0), source.stride(1), out, length,
-            BLOCK_L=BLOCK_L, WHITEN=whiten is not None, PACKED=packed, num_warps=NUM_WARPS, enable_fp_fusion=False,
-        )
-    return out
+        keys = tl.arange(0, BLOCK_K)
+        coef = tl.load(summary_ptr + 4 * K + keys, mask=keys < K, other=0)
+        first = tl.load(bounds_ptr + rows, mask=inside, other=0)
+        stop = tl.load(bounds_ptr + N + rows, mask=inside, other=1)
+        values = weighted_sum(rewards_ptr, reward_stride_n, reward_stride_k, rows, inside, coef, keys, K, BLOCK_K)
+        epsilon = tl.load(consts_ptr + EPSILON)
+        z = group_zscores(values, inside, first, stop, pieces_ptr, N, tl.arange(0, 1), 1, epsilon, NORM_BY_STD,
+                          BLOCK_S)
+        take = inside[:, None] & (cols < L)[None, :]
+        m = tl.load(mask_ptr + rows[:, None] * stride_n + cols[None, :] * stride_l, mask=take, other=0)
+        out = z.to(tl.float32) * m.to(tl.float32)
+    tl.store(out_ptr + rows[:, None] * L + cols[None, :], out, mask=take & (good.to(tl.int32) + tl.zeros(take.shape, tl.int32) != 0))

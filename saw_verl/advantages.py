@@ -1,6 +1,7 @@
-"""Public entry point of the math: validate once, then dispatch to the torch or Triton backend.
+"""Public entry point of the math: check shapes, then dispatch to the torch or Triton backend.
 
-Knows nothing of verl: inputs are plain columns / tensors.
+Knows nothing of verl: inputs are plain columns / tensors. Also the tensor API for trainers whose
+advantages live on the GPU: saw_grpo_advantages / saw_gdpo_advantages.
 """
 
 from __future__ import annotations
@@ -60,12 +61,11 @@ def group_ids_from_index(index) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(inverse.reshape(-1).astype(np.int64)), int(unique.size)
 
 
-def check_inputs(
-    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig,
-    num_groups: Optional[int] = None,
-) -> int:
-    """Raise SawInputError naming the key / row / shape at fault; changes nothing. Returns num_groups
-    (max group id + 1 when not given). One host sync: finiteness and the group-id range read together."""
+def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig) -> None:
+    """Raise SawInputError naming the tensor / shape / dtype / device at fault. Host-side only: no sync.
+
+    The values (finite rewards, GDPO's M >= 2) are checked by the backends, in their one status read.
+    """
     if rewards.dim() != 2 or rewards.shape[1] != cfg.num_keys:
         raise SawInputError(f"rewards must be (N, K={cfg.num_keys}) for keys {list(cfg.reward_keys)}, got {tuple(rewards.shape)}")
     n = rewards.shape[0]
@@ -75,22 +75,23 @@ def check_inputs(
         raise SawInputError(f"group index must have shape ({n},), got {tuple(group_ids.shape)}")
     if n < 2:
         raise SawInputError(f"SAW needs at least 2 rollouts for the batch std; got N={n}")
-    finite = torch.isfinite(rewards)
-    all_finite, low, high = torch.stack([finite.all().to(torch.int64), *torch.aminmax(group_ids)]).tolist()
-    if not all_finite:
-        row, col = (~finite).nonzero()[0].tolist()
-        raise SawInputError(
-            f"reward {cfg.reward_keys[col]!r} is {rewards[row, col].item()} at row {row}: rewards must be finite"
-        )
-    num_groups = high + 1 if num_groups is None else num_groups
-    if low < 0 or high >= num_groups:
-        raise SawInputError(f"group ids must lie in [0, {num_groups}), got values in [{low}, {high}]")
-    return num_groups
+    if not rewards.dtype.is_floating_point:
+        raise SawInputError(f"rewards must be a floating-point tensor, got {rewards.dtype}")
+    if group_ids.dtype.is_floating_point or group_ids.dtype.is_complex or group_ids.dtype == torch.bool:
+        raise SawInputError(f"group ids must be an integer tensor (any int64 values), got {group_ids.dtype}")
+    devices = {"rewards": rewards.device, "group_ids": group_ids.device, "response_mask": response_mask.device}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise SawInputError(f"SAW inputs must be on one device; got {listed}")
 
 
 def resolve_backend(device: torch.device, requested: Optional[str] = None) -> str:
-    """'triton' for CUDA tensors, 'torch' otherwise; SAW_VERL_BACKEND or `requested` forces one."""
-    choice = requested or os.environ.get(BACKEND_ENV) or ("triton" if device.type == "cuda" else "torch")
+    """'torch' unless SAW_VERL_BACKEND or `requested` says 'triton'.
+
+    CUDA tensors take the torch path too until the GPU check (scripts/gpu_check.sh) has passed on the
+    current kernels; the commit that records a passing check flips this default to triton on CUDA.
+    """
+    choice = requested or os.environ.get(BACKEND_ENV) or "torch"
     if choice not in BACKENDS:
         raise SawInputError(f"{BACKEND_ENV}={choice!r}: expected one of {BACKENDS}")
     if choice == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -111,15 +112,49 @@ def saw_advantages(
 ) -> SawResult:
     """SAW advantages on the mask's device.
 
-    rewards (N, K) float, group_ids (N,) int64 in [0, num_groups), response_mask (N, L) bool/int/float.
-    Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std (K,).
+    rewards (N, K) float; group_ids (N,) integer, any values (sparse, unsorted, negative, near +-2^62: groups
+    are compacted on the device at O(N) cost); response_mask (N, L) bool/int/float. CPU rewards / group ids
+    follow a CUDA mask (e.g. columns built from numpy); any other device mismatch is refused.
+    num_groups: ignored (kept so that existing callers work; ids need no range any more).
+    Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std (K,) float64.
     """
+    del num_groups
     device = response_mask.device
-    rewards = rewards.to(device)
-    group_ids = group_ids.to(device=device, dtype=torch.int64)
-    num_groups = check_inputs(rewards, group_ids, response_mask, cfg, num_groups)
+    if device.type != "cpu":  # host-built columns follow the mask; tensors on another accelerator do not
+        rewards = rewards.to(device) if rewards.device.type == "cpu" else rewards
+        group_ids = group_ids.to(device) if group_ids.device.type == "cpu" else group_ids
+    check_shapes(rewards, group_ids, response_mask, cfg)
     if resolve_backend(device, backend) == "triton":
-        from saw_verl.kernels import triton_saw_advantages
+        from saw_verl.triton_backend import triton_saw_advantages
 
-        return triton_saw_advantages(rewards, group_ids, response_mask, cfg, num_groups)
-    return torch_saw_advantages(rewards, group_ids, response_mask, cfg, num_groups)
+        return triton_saw_advantages(rewards, group_ids, response_mask, cfg)
+    return torch_saw_advantages(rewards, group_ids, response_mask, cfg)
+
+
+def saw_grpo_advantages(
+    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
+    **options,
+) -> SawResult:
+    """saw_grpo on tensors (trainers whose advantages live on the GPU).
+
+    rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) bool/int/float.
+    options: SawConfig fields (reward_keys, preset, dynamic, reward_min, static_weights, delta, epsilon,
+    norm_by_std). backend: as saw_advantages. Returns SawResult (advantages (N, L) float32).
+    """
+    return _saw_tensors("grpo", rewards, group_ids, response_mask, backend, options)
+
+
+def saw_gdpo_advantages(
+    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
+    **options,
+) -> SawResult:
+    """saw_gdpo on tensors; arguments as saw_grpo_advantages."""
+    return _saw_tensors("gdpo", rewards, group_ids, response_mask, backend, options)
+
+
+def _saw_tensors(mode, rewards, group_ids, response_mask, backend, options) -> SawResult:
+    if rewards.dim() != 2:
+        raise SawInputError(f"rewards must be (N, K), got {tuple(rewards.shape)}")
+    keys = options.pop("reward_keys", None) or tuple(f"reward_{k}" for k in range(rewards.shape[1]))
+    cfg = SawConfig(reward_keys=tuple(keys), mode=mode, **options)
+    return saw_advantages(rewards, group_ids, response_mask, cfg, backend=backend)

@@ -1,7 +1,9 @@
-"""Vectorized torch implementation of the SAW spec (the CPU fast path; also runs on CUDA).
+"""Vectorized torch implementation of the SAW spec (the CPU fast path; runs on CUDA tensors as well).
 
-No Python loop over rows, groups or keys: per-row and per-group statistics in float64 (O(N K)),
-then one fused pass over the (N, L) mask that writes the float32 advantages.
+No Python loop over rows, groups or keys: group ids of any int64 values are ranked by one sort (O(N)
+memory, whatever the values), per-row and per-group statistics in float64 (O(N K)), then one fused
+pass over the (N, L) mask that writes the float32 advantages. One host read per call: finiteness of
+the rewards and (GDPO) the token total M, taken together before the result is returned.
 """
 
 from __future__ import annotations
@@ -13,50 +15,81 @@ from saw_verl.result import WHITEN_EPS, SawResult
 from saw_verl.weights import batch_weights
 
 
-def group_zscore(values: torch.Tensor, group_ids: torch.Tensor, num_groups: int, cfg: SawConfig) -> torch.Tensor:
-    """values (N, C) float64, group_ids (N,) int64 in [0, num_groups) -> (N, C) z-scores within groups."""
-    c = values.shape[1]
-    index = group_ids[:, None].expand(-1, c)
-    count = torch.bincount(group_ids, minlength=num_groups).to(values.dtype)[:, None]
-    total = values.new_zeros(num_groups, c).index_add_(0, group_ids, values)
-    centered = values - (total / count.clamp_min(1))[group_ids]
-    squares = values.new_zeros(num_groups, c).index_add_(0, group_ids, centered * centered)
+def non_finite_error(rewards: torch.Tensor, cfg: SawConfig, row: int, key: int) -> SawInputError:
+    """The error for a NaN / inf reward (both backends), naming key, value and row."""
+    return SawInputError(
+        f"reward {cfg.reward_keys[key]!r} is {rewards[row, key].item()} at row {row}: rewards must be finite"
+    )
+
+
+def too_few_tokens_error(total: float) -> SawInputError:
+    return SawInputError(f"GDPO whitening needs at least 2 response tokens in the batch; got M={total:g}")
+
+
+def dense_group_ids(group_ids: torch.Tensor) -> torch.Tensor:
+    """group_ids (N,) any integers -> (N,) int64 ranks in [0, G), equal ids equal ranks. One sort, no host sync."""
+    sorted_ids, order = torch.sort(group_ids)
+    starts = torch.ones_like(sorted_ids, dtype=torch.int64)
+    starts[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    return torch.empty_like(starts).scatter_(0, order, starts.cumsum(0) - 1)
+
+
+def group_zscore(values: torch.Tensor, ranks: torch.Tensor, cfg: SawConfig) -> torch.Tensor:
+    """values (N, C) float64, ranks (N,) from dense_group_ids -> (N, C) z-scores within groups.
+
+    Group tables have N rows (an upper bound of G): no host read of the number of groups.
+    """
+    n, c = values.shape
+    index = ranks[:, None].expand(-1, c)
+    count = torch.bincount(ranks, minlength=n).to(values.dtype)[:, None]
+    total = values.new_zeros(n, c).index_add_(0, ranks, values)
+    centered = values - (total / count.clamp_min(1))[ranks]
+    squares = values.new_zeros(n, c).index_add_(0, ranks, centered * centered)
     std = (squares / (count - 1).clamp_min(1)).sqrt()
-    high = values.new_full((num_groups, c), -torch.inf).scatter_reduce_(0, index, values, "amax")
-    low = values.new_full((num_groups, c), torch.inf).scatter_reduce_(0, index, values, "amin")
+    high = values.new_full((n, c), -torch.inf).scatter_reduce_(0, index, values, "amax")
+    low = values.new_full((n, c), torch.inf).scatter_reduce_(0, index, values, "amin")
     scale = (std + cfg.epsilon) if cfg.norm_by_std else torch.ones_like(std)
-    single = (count == 1)[group_ids]
-    z = torch.where((high == low)[group_ids], torch.zeros_like(values), centered / scale[group_ids])
+    single = (count == 1)[ranks]
+    z = torch.where((high == low)[ranks], torch.zeros_like(values), centered / scale[ranks])
     return torch.where(single, values / (1.0 + cfg.epsilon) if cfg.norm_by_std else values, z)
 
 
-def whiten_rows(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """scores (N,) float64, tokens (N,) float64 response lengths -> token-weighted whitened scores (N,)."""
-    total = tokens.sum()
-    if total < 2:
-        raise SawInputError(f"GDPO whitening needs at least 2 response tokens in the batch; got M={total.item():g}")
+def whiten_rows(scores: torch.Tensor, tokens: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """scores (N,) float64, tokens (N,) float64 response lengths, total = tokens.sum() (checked >= 2 by the
+    caller) -> token-weighted whitened scores (N,)."""
     mean = (tokens * scores).sum() / total
     var = (tokens * (scores - mean) ** 2).sum() / (total - 1)
     return (scores - mean) / (var + WHITEN_EPS).sqrt()
 
 
 def torch_saw_advantages(
-    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig, num_groups: int
+    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig
 ) -> SawResult:
-    """rewards (N, K) float, group_ids (N,) int64 in [0, num_groups), response_mask (N, L) -> SawResult."""
+    """rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) -> SawResult."""
     rewards = rewards.to(torch.float64)
+    finite = torch.isfinite(rewards)
     weights, cv, raw_mean, raw_std = batch_weights(rewards, cfg)
     alpha = torch.tensor(cfg.static_weights, dtype=torch.float64, device=rewards.device)
     coef = weights * alpha
+    ranks = dense_group_ids(group_ids)
     # The one read of the (N, L) mask: a float32 copy, scaled in place below. On 1 CPU thread with verl's
     # int64 mask this beats a mixed-dtype mul ~2x; GDPO's token counts come from the copy (float32 sums
     # are exact for 0/1 masks under 2^24 tokens a row).
     advantages = torch.empty(response_mask.shape, dtype=torch.float32, device=response_mask.device)
     advantages.copy_(response_mask)
     if cfg.mode == "grpo":
-        row_value = group_zscore((rewards @ coef)[:, None], group_ids, num_groups, cfg)[:, 0]
+        row_value = group_zscore((rewards @ coef)[:, None], ranks, cfg)[:, 0]
+        all_finite, total = finite.all().item(), None
     else:
-        summed = group_zscore(rewards, group_ids, num_groups, cfg) @ coef
-        row_value = whiten_rows(summed, advantages.sum(dim=1).to(torch.float64))
+        tokens = advantages.sum(dim=1).to(torch.float64)
+        total = tokens.sum()
+        all_finite, total = torch.stack([finite.all().to(torch.float64), total]).tolist()  # the one host read
+        if all_finite and total >= 2:
+            row_value = whiten_rows(group_zscore(rewards, ranks, cfg) @ coef, tokens, total)
+    if not all_finite:
+        row, key = (~finite).nonzero()[0].tolist()
+        raise non_finite_error(rewards, cfg, row, key)
+    if total is not None and total < 2:
+        raise too_few_tokens_error(total)
     advantages.mul_(row_value.to(torch.float32)[:, None])
     return SawResult(advantages, weights, cv, raw_mean, raw_std)

@@ -54,10 +54,12 @@ def test_non_finite_reward_names_key_and_row(bad):
         (lambda r, g, m: (r, g, m[:, 0]), r"response_mask must be \(N=4, L\), got \(4,\)"),
         (lambda r, g, m: (r, g[:3], m), r"group index must have shape \(4,\), got \(3,\)"),
         (lambda r, g, m: (r[:, :1], g, m), r"rewards must be \(N, K=2\)"),
-        (lambda r, g, m: (r, g - 1, m), r"group ids must lie in \[0, 1\), got values in \[-1, 0\]"),
+        (lambda r, g, m: (r, g.double(), m), r"group ids must be an integer tensor .* got torch.float64"),
+        (lambda r, g, m: (r.long(), g, m), r"rewards must be a floating-point tensor, got torch.int64"),
         (lambda r, g, m: (r, g, torch.tensor([[1, 0, 0]] + [[0, 0, 0]] * 3)), r"at least 2 response tokens .* M=1"),
     ],
-    ids=["single-rollout", "mask-rows", "mask-1d", "index-length", "too-few-keys", "negative-group-id", "gdpo-one-token"],
+    ids=["single-rollout", "mask-rows", "mask-1d", "index-length", "too-few-keys", "float-group-ids", "integer-rewards",
+         "gdpo-one-token"],
 )
 def test_bad_shapes_are_refused(mutate, message):
     with pytest.raises(SawInputError, match=message):
@@ -83,3 +85,13 @@ def test_triton_forced_on_cpu_without_interpreter_is_refused(monkeypatch):
     monkeypatch.setenv("SAW_VERL_BACKEND", "cuda")
     with pytest.raises(SawInputError, match=r"SAW_VERL_BACKEND='cuda': expected one of"):
         saw_advantages(*good_batch(), SawConfig(KEYS))
+
+
+@pytest.mark.parametrize("moved", ["rewards", "group_ids"])
+def test_inputs_on_different_devices_are_refused_naming_them(moved):
+    """A tensor on another device than the mask is refused before any work (CPU columns follow a GPU mask)."""
+    inputs = dict(zip(("rewards", "group_ids", "response_mask"), good_batch()))
+    inputs[moved] = inputs[moved].to("meta")
+    listed = ", ".join(f"{name} on {'meta' if name == moved else 'cpu'}" for name in inputs)
+    with pytest.raises(SawInputError, match=rf"SAW inputs must be on one device; got {listed}$"):
+        saw_advantages(*inputs.values(), SawConfig(KEYS))
