@@ -99,6 +99,7 @@ def test_reexecuting_the_plugin_is_idempotent():
     assert registry["saw_gdpo"] is estimators.compute_saw_gdpo_advantage
     shim.install()
     assert sum(getattr(f, "saw_verl_post_import_finder", False) for f in sys.meta_path) == 1
+    assert sum(getattr(f, "saw_verl_import_watcher", False) for f in sys.meta_path) == 1
     assert not getattr(ray_trainer.compute_advantage.__wrapped__, shim.WRAPPED, False)  # wrapped once
     assert_example_advantages(ray_trainer.compute_advantage(example_batch(), "saw_gdpo", config=example_config()))
 
@@ -140,11 +141,8 @@ def test_verl_that_forwards_non_tensor_batch_is_left_alone():
         )
         return data
 
-    module = types.ModuleType("fake_forwarding_verl")
-    module.compute_advantage = forwarding_compute_advantage
-    shim.patch_compute_advantage(module)
-    assert module.compute_advantage is forwarding_compute_advantage
-    assert_example_advantages(module.compute_advantage(example_batch(), "saw_gdpo", config=example_config()))
+    assert shim.wrap_compute_advantage(forwarding_compute_advantage) is forwarding_compute_advantage
+    assert_example_advantages(forwarding_compute_advantage(example_batch(), "saw_gdpo", config=example_config()))
     assert not shim.forwards_non_tensor_batch(ray_trainer.compute_advantage.__wrapped__)  # verl 0.9.1 does not
 
 
@@ -152,53 +150,49 @@ def fake_v1_module(**attributes):
     return types.SimpleNamespace(__name__="verl.trainer.ppo.v1.trainer_base", **attributes)
 
 
-CHANGED_VERL = {
-    "compute_advantage-missing": (shim.patch_compute_advantage, types.ModuleType("changed"), "compute_advantage"),
-    "compute_advantage-new-signature": (
-        shim.patch_compute_advantage, types.SimpleNamespace(__name__="changed", compute_advantage=lambda batch, name: 0),
-        "compute_advantage",
-    ),
-    "compute_data_metrics-missing": (shim.patch_compute_data_metrics, types.ModuleType("changed"), "compute_data_metrics"),
-    "v1-method-missing": (shim.patch_v1_trainer, fake_v1_module(PPOTrainer=type("T", (), {}), tq=None), "_compute_advantage"),
+CHANGED_FUNCTIONS = {
+    "compute_advantage-new-signature": (shim.wrap_compute_advantage, lambda batch, name: 0),
+    "multi-trajectories-new-signature": (shim.wrap_multi_trajectories, lambda data, adv_estimator, keys: 0),
+    "compute_data_metrics-new-signature": (shim.wrap_compute_data_metrics, lambda data, use_critic: {}),
+}
+
+
+@pytest.mark.parametrize("wrap, fn", CHANGED_FUNCTIONS.values(), ids=CHANGED_FUNCTIONS.keys())
+def test_a_changed_verl_function_gets_a_warning_not_a_crash(wrap, fn, caplog):
+    assert wrap(fn) is fn
+    assert any(r.levelname == "WARNING" and "not patching" in r.message for r in caplog.records)
+
+
+CHANGED_V1 = {
+    "v1-method-missing": (fake_v1_module(PPOTrainer=type("T", (), {}), tq=None), "_compute_advantage"),
     "v1-method-new-signature": (
-        shim.patch_v1_trainer,
         fake_v1_module(PPOTrainer=type("T", (), {"_compute_advantage": lambda self, batch: 0}), tq=None),
         "_compute_advantage",
     ),
     "v1-no-transfer-queue": (
-        shim.patch_v1_trainer,
         fake_v1_module(PPOTrainer=type("T", (), {"_compute_advantage": lambda self, batch, metrics: 0})),
         "TransferQueue",
     ),
 }
 
 
-@pytest.mark.parametrize("patch, module, named", CHANGED_VERL.values(), ids=CHANGED_VERL.keys())
-def test_changed_verl_internals_get_a_warning_not_a_crash(patch, module, named, caplog):
-    before = dict(vars(module))
-    patch(module)
-    assert vars(module) == before
+@pytest.mark.parametrize("module, named", CHANGED_V1.values(), ids=CHANGED_V1.keys())
+def test_a_changed_v1_trainer_gets_a_warning_not_a_crash(module, named, caplog):
+    before = {name: dict(vars(value)) if isinstance(value, type) else value for name, value in vars(module).items()}
+    shim.patch_v1_trainer(module)
+    assert {name: dict(vars(value)) if isinstance(value, type) else value for name, value in vars(module).items()} == before
     assert any(r.levelname == "WARNING" and "not patching" in r.message and named in r.message for r in caplog.records)
 
 
-def test_a_failing_patch_is_logged_not_raised(caplog):
-    module = types.SimpleNamespace(__name__="verl.trainer.ppo.v1.utils", compute_advantage=42)  # not a function
-    shim.patch_module(module)
-    assert module.compute_advantage == 42
-    assert any(r.levelname == "WARNING" and "patch_compute_advantage" in r.message for r in caplog.records)
+def test_a_failing_v1_patch_is_logged_not_raised(caplog):
+    class Frozen(type):
+        def __setattr__(cls, name, value):
+            raise TypeError("frozen class")
 
-
-def test_post_import_hook_patches_a_target_when_it_is_imported(tmp_path, monkeypatch):
-    (tmp_path / "saw_hook_target.py").write_text("VALUE = 1\n")
-    patched = []
-    monkeypatch.setitem(shim.PATCHES, "saw_hook_target", (patched.append,))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "saw_hook_target", raising=False)
-    shim.install()
-    module = importlib.import_module("saw_hook_target")
-    monkeypatch.delitem(sys.modules, "saw_hook_target")
-    assert patched == [module]
-    assert type(module.__loader__).__name__ == "SourceFileLoader"  # the real loader is handed back
+    trainer = Frozen("PPOTrainer", (), {"_compute_advantage": lambda self, batch, metrics: 0})
+    shim.patch_v1_trainer(fake_v1_module(PPOTrainer=trainer, tq=types.SimpleNamespace(kv_batch_get=print)))
+    assert not getattr(trainer._compute_advantage, shim.WRAPPED, False)
+    assert any(r.levelname == "WARNING" and "patching verl.trainer.ppo.v1.trainer_base" in r.message for r in caplog.records)
 
 
 def test_no_per_key_data_names_the_missing_shim():

@@ -15,7 +15,7 @@ import saw_verl.integrations.verl.plugin  # noqa: F401  (what verl's entry point
 from saw_verl import SawConfig, SawInputError
 from saw_verl.reference import reference_saw_advantages
 from spec_cases import EXAMPLE_KEYS
-from verl_batches import algorithm_config
+from verl_batches import algorithm_config, final_outputs_reference
 from verl.trainer.ppo.v1 import trainer_base
 
 
@@ -47,18 +47,34 @@ class FakeTransferQueue:
 V1_LENGTHS = [1, 3, 2, 2, 1, 3, 2]
 V1_GROUPS = ["p0", "p1", "p0", "p1", "p0", "p2", "p1"]
 V1_REWARDS = torch.tensor([[1, 1], [0, 0.5], [1, 0], [0, 1], [0, 1], [1, 1], [1, 0.5]], dtype=torch.float64)
+V1_KEYS = [f"{uid}_{row}_0" for row, uid in enumerate(V1_GROUPS)]  # one output per session
+
+# agent sessions of 1-3 outputs, shuffled: (sample key, uid, response length, rewards); an earlier output
+# carries rewards of its own, which verl's TransferQueue holds and SAW must not read
+V1_SESSIONS = [
+    ("p1_0_2", "p1", 2, [0.0, 1.0]),
+    ("p0_0_0", "p0", 3, [9.0, 9.0]),
+    ("p0_1_0", "p0", 1, [0.0, 1.0]),
+    ("p1_0_0", "p1", 1, [-9.0, 0.0]),
+    ("p0_0_1", "p0", 2, [1.0, 1.0]),
+    ("p2_0_0", "p2", 3, [1.0, 0.5]),
+    ("p1_1_0", "p1", 2, [1.0, 0.5]),
+    ("p1_0_1", "p1", 3, [5.0, 5.0]),
+    ("p0_2_0", "p0", 2, [1.0, 0.0]),
+]
 
 
-def run_v1(estimator: str, compute_advantage=None, monkeypatch=None):
-    """verl's real PPOTrainer._compute_advantage on 7 rows stored in a fake TransferQueue -> (tq, metrics)."""
+def run_v1(estimator: str, compute_advantage=None, monkeypatch=None, keys=V1_KEYS, groups=V1_GROUPS,
+           lengths=V1_LENGTHS, rewards=V1_REWARDS):
+    """verl's real PPOTrainer._compute_advantage on rows stored in a fake TransferQueue -> (tq, metrics)."""
     rows = {
-        f"row{i}": {
-            "uid": V1_GROUPS[i],
+        key: {
+            "uid": uid,
             "response_mask": torch.ones(length, dtype=torch.int64),
             "rm_scores": torch.zeros(length),
-            "extra_fields": {"reward_extra_info": dict(zip(EXAMPLE_KEYS, V1_REWARDS[i].tolist()))},
+            "extra_fields": {"reward_extra_info": dict(zip(EXAMPLE_KEYS, torch.as_tensor(reward).tolist()))},
         }
-        for i, length in enumerate(V1_LENGTHS)
+        for key, uid, length, reward in zip(keys, groups, lengths, rewards)
     }
     tq = FakeTransferQueue(rows)
     monkeypatch.setattr(trainer_base, "tq", tq)
@@ -72,11 +88,31 @@ def run_v1(estimator: str, compute_advantage=None, monkeypatch=None):
     return tq, metrics
 
 
+def padded_mask(lengths):
+    return torch.tensor([[1] * n + [0] * (max(lengths) - n) for n in lengths])
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_v1_trainer_agent_sessions_use_final_outputs_only(mode, monkeypatch):
+    """Sessions of 1-3 outputs: Step 1 and Step 2 over the final outputs (their TransferQueue rewards),
+    each earlier output gets its session's final advantage times its own mask."""
+    keys, groups, lengths, rewards = zip(*V1_SESSIONS)
+    rewards = torch.tensor(rewards, dtype=torch.float64)
+    tq, metrics = run_v1(f"saw_{mode}", None, monkeypatch, keys, groups, lengths, rewards)
+    cfg = SawConfig(EXAMPLE_KEYS, mode=mode)
+    expected, final_result = final_outputs_reference(keys, rewards, groups, padded_mask(lengths), cfg)
+    torch.testing.assert_close(tq.written["advantages"].to_padded_tensor(0.0), expected, atol=1e-5, rtol=0)
+    for k, key in enumerate(EXAMPLE_KEYS):
+        assert metrics[f"saw/{key}/weight"] == pytest.approx(final_result.weights[k].item())
+        assert metrics[f"saw/{key}/mean"] == pytest.approx(final_result.mean[k].item())
+    # the 6 final outputs score 0, 1, 0, 1, 1, 1 (the earlier outputs' 9, -9, 5 are not read)
+    assert metrics["saw/correctness/mean"] == pytest.approx(4 / 6)
+
+
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
 def test_v1_trainer_reads_the_rewards_from_transfer_queue(mode, monkeypatch):
     tq, metrics = run_v1(f"saw_{mode}", monkeypatch=monkeypatch)
-    mask = torch.tensor([[1] * n + [0] * (3 - n) for n in V1_LENGTHS])
-    expected = reference_saw_advantages(V1_REWARDS, V1_GROUPS, mask, SawConfig(EXAMPLE_KEYS, mode=mode))
+    expected = reference_saw_advantages(V1_REWARDS, V1_GROUPS, padded_mask(V1_LENGTHS), SawConfig(EXAMPLE_KEYS, mode=mode))
     torch.testing.assert_close(tq.written["advantages"].to_padded_tensor(0.0), expected.advantages, atol=1e-5, rtol=0)
     for k, key in enumerate(EXAMPLE_KEYS):
         assert metrics[f"saw/{key}/weight"] == pytest.approx(expected.weights[k].item())

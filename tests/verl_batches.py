@@ -67,3 +67,31 @@ def example_batch() -> DataProto:
 def example_config(adv_estimator: str = "saw_gdpo", **saw_options):
     """algorithm config of the worked example (reward_min [-3, 0]) plus any `algorithm.saw` options."""
     return algorithm_config(adv_estimator, EXAMPLE_KEYS, reward_min=list(EXAMPLE_REWARD_MIN), **saw_options)
+
+
+def verl_session_rule(keys: Sequence[str]) -> list[int]:
+    """For each row, the row of its session's final output: verl 0.9.1's loop in
+    `compute_advantage_for_multi_trajectories`, transcribed (the test oracle of `sessions.agent_sessions`)."""
+    final: dict[str, tuple[int, int]] = {}
+    for row, key in enumerate(keys):
+        uid, session_id, index = key.rsplit("_", 2)
+        session = f"{uid}_{session_id}"
+        if session not in final or final[session][0] < int(index):
+            final[session] = (int(index), row)
+    return [final[key.rsplit("_", 1)[0]][1] for key in keys]
+
+
+def final_outputs_reference(keys, rewards, groups, mask, cfg):
+    """The spec's rule for agent sessions, on the float64 oracle: SAW over the final outputs only, then
+    each row gets its session's final advantage (read at the final row's first response token, as verl)
+    times its own mask. -> (advantages (N, L) float32, SawResult of the final outputs)."""
+    from saw_verl.reference import reference_saw_advantages
+
+    final_of_row = verl_session_rule(keys)
+    finals = sorted(set(final_of_row))
+    result = reference_saw_advantages(rewards[finals], [groups[r] for r in finals], mask[finals], cfg)
+    first_token = (mask[finals] != 0).to(torch.uint8).argmax(dim=1)
+    value = result.advantages[torch.arange(len(finals)), first_token].double()
+    position = {row: i for i, row in enumerate(finals)}
+    per_row = value[[position[r] for r in final_of_row]]
+    return (per_row[:, None] * mask.double()).float(), result

@@ -3,6 +3,8 @@
 - `plugin`: what verl loads (`verl.plugins` entry point / `VERL_USE_EXTERNAL_MODULES`)
 - `estimators`: `saw_grpo`, `saw_gdpo` in verl's estimator registry
 - `shim`: gives them the per-key rewards in both verl 0.9.1 trainers, and the `saw/*` step metrics
+- `bindings`: wraps a verl function wherever a verl module binds it (the shim's survival of verl moves)
+- `sessions`: v1 multi-output agent sessions (final outputs only, broadcast), as verl's GRPO
 - `config`: `algorithm.saw` options, `SawAlgoConfig`
 
 verl is imported here, before any submodule: `import verl` loads our plugin, which needs these

@@ -5,7 +5,11 @@ Imports only `verl.trainer.ppo.core_algos` from verl: this module is loaded from
 
 verl 0.9.1 gives a registered estimator only token_level_rewards, response_mask, index and config.
 The per-key reward columns arrive either as the `non_tensor_batch` keyword (direct calls, or a verl
-that forwards it) or through `forwarded(...)`, which the shim wraps around verl's calls.
+that forwards it) or through `forwarded(...)`, which the shim wraps around verl's calls. In verl's v1
+trainer the shim also forwards the agent sessions of the batch (`sessions.AgentSessions`): then only
+the final output of each session enters the statistics, weights, z-scores and whitening, with its
+rewards, uid and mask selected from the same rows, and its advantage is broadcast to the session's
+other outputs (verl's GRPO rule in `compute_advantage_for_multi_trajectories`).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from saw_verl.advantages import group_ids_from_index, rewards_from_columns, saw_
 from saw_verl.config import SawInputError
 from saw_verl.integrations.verl import metrics
 from saw_verl.integrations.verl.config import saw_config_from_algorithm
+from saw_verl.integrations.verl.sessions import AgentSessions
 
 
 class _Forwarded(NamedTuple):
     columns: Optional[Mapping]  # {key: (N,) array}, e.g. verl's non_tensor_batch
     norm_adv_by_std_in_grpo: Optional[bool]
+    sessions: Optional[AgentSessions]  # v1 multi-output agent sessions of the N rows
 
 
 # What the shim forwarded for the verl call in progress, innermost first.
@@ -35,17 +41,23 @@ _forwarded: contextvars.ContextVar[tuple[_Forwarded, ...]] = contextvars.Context
 
 
 @contextlib.contextmanager
-def forwarded(columns: Optional[Mapping] = None, norm_adv_by_std_in_grpo: Optional[bool] = None):
-    """Make per-key reward columns / the GRPO std switch visible to saw_* estimators called inside."""
-    token = _forwarded.set((_Forwarded(columns, norm_adv_by_std_in_grpo), *_forwarded.get()))
+def forwarded(
+    columns: Optional[Mapping] = None,
+    norm_adv_by_std_in_grpo: Optional[bool] = None,
+    sessions: Optional[AgentSessions] = None,
+):
+    """Make per-key reward columns / the GRPO std switch / the agent sessions visible to saw_* estimators
+    called inside."""
+    token = _forwarded.set((_Forwarded(columns, norm_adv_by_std_in_grpo, sessions), *_forwarded.get()))
     try:
         yield
     finally:
         _forwarded.reset(token)
 
 
-def _forwarded_norm() -> Optional[bool]:
-    return next((f.norm_adv_by_std_in_grpo for f in _forwarded.get() if f.norm_adv_by_std_in_grpo is not None), None)
+def _innermost(field: str):
+    """The innermost forwarded value of `field` that is not None (None when nothing forwarded it)."""
+    return next((getattr(f, field) for f in _forwarded.get() if getattr(f, field) is not None), None)
 
 
 def _columns_for(estimator: str, non_tensor_batch: Optional[Mapping], keys) -> Mapping:
@@ -70,16 +82,41 @@ def _columns_for(estimator: str, non_tensor_batch: Optional[Mapping], keys) -> M
 def _saw_estimator(mode: str, token_level_rewards, response_mask, index, config, non_tensor_batch, epsilon, norm):
     estimator = f"saw_{mode}"
     if norm is None:
-        norm = _forwarded_norm()
+        norm = _innermost("norm_adv_by_std_in_grpo")
     cfg = saw_config_from_algorithm(config, mode, epsilon=epsilon, norm_adv_by_std_in_grpo=norm)
     num_rows = response_mask.shape[0]
     rewards = rewards_from_columns(_columns_for(estimator, non_tensor_batch, cfg.reward_keys), cfg.reward_keys, num_rows)
     if index is None:
         raise SawInputError(f"{estimator} needs the group index (non_tensor_batch['uid']); got index=None")
     group_ids, num_groups = group_ids_from_index(index)
-    result = saw_advantages(rewards, group_ids, response_mask, cfg, num_groups=num_groups)
+    sessions = _innermost("sessions")
+    if sessions is not None and sessions.num_rows != num_rows:
+        raise SawInputError(f"{estimator}: verl passed {num_rows} rows but {sessions.num_rows} sample keys (batch_keys)")
+    if sessions is None or sessions.all_final:
+        result = saw_advantages(rewards, group_ids, response_mask, cfg, num_groups=num_groups)
+        advantages = result.advantages
+    else:
+        final = _final_rows(sessions, rewards, cfg.reward_keys)
+        final_mask = response_mask[final.to(response_mask.device)]
+        result = saw_advantages(rewards[final], group_ids[final], final_mask, cfg, num_groups=num_groups)
+        advantages = sessions.broadcast(result.advantages, final_mask, response_mask)
     metrics.publish(estimator, cfg.reward_keys, result)
-    return result.advantages, result.advantages
+    return advantages, advantages
+
+
+def _final_rows(sessions: AgentSessions, rewards: torch.Tensor, keys) -> torch.Tensor:
+    """The final-output rows (S,) of `sessions`, after checking that their rewards (N, K) are finite there
+    (an error names the batch row and sample key, not the row among final outputs; earlier outputs are not read)."""
+    final = sessions.final_rows
+    not_finite = ~torch.isfinite(rewards[final])
+    if not_finite.any():
+        position, k = not_finite.nonzero()[0].tolist()
+        row = int(final[position])
+        raise SawInputError(
+            f"reward {keys[k]!r} is {rewards[row, k].item()} at row {row} (sample key {str(sessions.keys[row])!r}, "
+            "the final output of its agent session): rewards must be finite"
+        )
+    return final
 
 
 def compute_saw_grpo_advantage(

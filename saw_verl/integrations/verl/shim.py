@@ -3,19 +3,26 @@
 What verl lacks, and the wrapper that fills it in (only for the saw_* names; everything else is
 delegated untouched):
 
-- `compute_advantage` (bound by name in `verl.trainer.ppo.ray_trainer`, `verl.trainer.ppo.v1.utils`
-  and `verl.experimental.separation.ray_trainer`) forwards `non_tensor_batch` only to `gdpo`: the
-  wrapper runs verl's own function inside `estimators.forwarded(data.non_tensor_batch, ...)`
-  (looked up at call time, so a reload of `estimators` keeps working).
-  Skipped when verl already forwards it (upstream PR #7473 style), detected by a probe call.
+- `compute_advantage` forwards `non_tensor_batch` only to `gdpo`: the wrapper runs verl's own
+  function inside `estimators.forwarded(data.non_tensor_batch, ...)` (looked up at call time, so a
+  reload of `estimators` keeps working). Left alone when verl already forwards it (upstream PR #7473
+  style), detected by a probe call.
+- v1 `compute_advantage_for_multi_trajectories` sends every estimator but GRPO down the plain path,
+  so each intermediate output of a multi-output agent session would count as one more rollout: the
+  wrapper forwards the sessions of its `batch_keys` (`sessions.agent_sessions`) and the estimator
+  keeps only final outputs and broadcasts (GRPO's rule). Left alone when a probe shows verl already
+  hands a registered estimator the final outputs only.
+- legacy trainers: `compute_data_metrics` gets this step's `saw/*` metrics merged into its output.
 - v1 `PPOTrainer._compute_advantage` fetches 7 fixed fields from TransferQueue, so the per-key
   rewards stay in `extra_fields["reward_extra_info"]`: the wrapper fetches them and forwards them
   (a fallback: keys verl itself puts in non_tensor_batch win), then puts this step's `saw/*`
   metrics into the step's `metrics` dict.
-- legacy trainers: `compute_data_metrics` gets this step's `saw/*` metrics merged into its output.
 
-Installed lazily by `saw_verl.import_hooks.after_import` (patching at once what is already imported),
-idempotent, and feature-detecting: a target that changed shape gets a WARNING, never a crash.
+The three functions are wrapped wherever a verl module binds them, whichever module defines them
+(`bindings`: survives verl moving them); the v1 method is patched when
+`verl.trainer.ppo.v1.trainer_base` is imported (`saw_verl.import_hooks.after_import`). Everything
+already imported is patched at once. Idempotent and feature-detecting: a target that changed shape
+gets a WARNING, never a crash.
 """
 
 from __future__ import annotations
@@ -24,19 +31,22 @@ import functools
 import inspect
 import logging
 from collections.abc import Mapping
+from typing import Callable
 
 import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
 from saw_verl.import_hooks import after_import
-from saw_verl.integrations.verl import estimators
+from saw_verl.integrations.verl import bindings, estimators
 from saw_verl.integrations.verl import metrics as saw_metrics
+from saw_verl.integrations.verl.bindings import WRAPPED
+from saw_verl.integrations.verl.sessions import agent_sessions
 
 logger = logging.getLogger(__name__)
 
-WRAPPED = "_saw_verl_wrapped"  # marker attribute on every wrapper (survives a reload of this module)
 _PROBE_ESTIMATOR = "_saw_verl_forwarding_probe"
+V1_TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
 
 
 def _estimator_name(adv_estimator) -> str:
@@ -47,21 +57,26 @@ def _parameters(fn) -> list[str]:
     return list(inspect.signature(fn).parameters)
 
 
-def _skip(module, what: str, why: str) -> None:
+def _skip(where: str, why: str) -> None:
     logger.warning(
-        "saw_verl: not patching %s.%s (%s); saw_* estimators may miss per-key rewards or metrics on this path",
-        module.__name__, what, why,
+        "saw_verl: not patching %s (%s); saw_* estimators may miss per-key rewards or metrics on this path", where, why
     )
 
 
-def forwards_non_tensor_batch(compute_advantage) -> bool:
-    """Does verl's `compute_advantage` already hand `non_tensor_batch` to a registered estimator? (2-row probe)"""
+def _name(fn) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _probe(call: Callable) -> dict:
+    """Run `call(data, estimator_name)` on a 2-row DataProto (uids "a", "b") with a probe estimator
+    registered; returns the keywords the estimator received plus `rows` (its mask's row count),
+    or {} when the call failed (a probe failure only means "assume verl does not")."""
     from verl.protocol import DataProto
 
     received = {}
 
     def probe(token_level_rewards, response_mask, **kwargs):
-        received.update(kwargs)
+        received.update(kwargs, rows=response_mask.shape[0])
         return token_level_rewards, token_level_rewards
 
     core_algos.ADV_ESTIMATOR_REGISTRY[_PROBE_ESTIMATOR] = probe
@@ -70,27 +85,36 @@ def forwards_non_tensor_batch(compute_advantage) -> bool:
             tensors={"token_level_rewards": torch.zeros(2, 1), "response_mask": torch.ones(2, 1)},
             non_tensors={"uid": np.array(["a", "b"], dtype=object)},
         )
-        compute_advantage(data, _PROBE_ESTIMATOR, config=None)
-    except Exception as exc:  # a probe failure only means "assume it does not"
-        logger.debug("saw_verl: forwarding probe of compute_advantage failed: %r", exc)
-        return False
+        call(data, _PROBE_ESTIMATOR)
+    except Exception as exc:
+        logger.debug("saw_verl: probe call failed: %r", exc)
+        return {}
     finally:
         core_algos.ADV_ESTIMATOR_REGISTRY.pop(_PROBE_ESTIMATOR, None)
-    return "non_tensor_batch" in received
+    return received
 
 
-def patch_compute_advantage(module) -> None:
-    original = getattr(module, "compute_advantage", None)
-    if original is None:
-        return _skip(module, "compute_advantage", "attribute missing")
-    if getattr(original, WRAPPED, False):
-        return
+def forwards_non_tensor_batch(compute_advantage) -> bool:
+    """Does verl's `compute_advantage` already hand `non_tensor_batch` to a registered estimator?"""
+    return "non_tensor_batch" in _probe(lambda data, name: compute_advantage(data, name, config=None))
+
+
+def keeps_final_outputs_only(multi_trajectories) -> bool:
+    """Does verl's `compute_advantage_for_multi_trajectories` already hand a registered estimator only
+    the final output of each session? (probe: one session "p_0" with outputs 0 and 1)"""
+    received = _probe(lambda data, name: multi_trajectories(data, ["p_0_0", "p_0_1"], name, config=None))
+    return received.get("rows") == 1
+
+
+def wrap_compute_advantage(original):
+    """verl's `compute_advantage(data, adv_estimator, ...)` -> a wrapper forwarding data.non_tensor_batch."""
     signature = inspect.signature(original)
     if list(signature.parameters)[:2] != ["data", "adv_estimator"]:
-        return _skip(module, "compute_advantage", f"unexpected signature {signature}")
+        _skip(_name(original), f"unexpected signature {signature}")
+        return original
     if forwards_non_tensor_batch(original):
-        logger.info("saw_verl: %s.compute_advantage forwards non_tensor_batch itself; left as is", module.__name__)
-        return
+        logger.info("saw_verl: %s forwards non_tensor_batch itself; left as is", _name(original))
+        return original
 
     @functools.wraps(original)
     def compute_advantage(data, adv_estimator, *args, **kwargs):
@@ -100,18 +124,35 @@ def patch_compute_advantage(module) -> None:
         with estimators.forwarded(data.non_tensor_batch, arguments.get("norm_adv_by_std_in_grpo")):
             return original(data, adv_estimator, *args, **kwargs)
 
-    setattr(compute_advantage, WRAPPED, True)
-    module.compute_advantage = compute_advantage
+    return compute_advantage
 
 
-def patch_compute_data_metrics(module) -> None:
-    original = getattr(module, "compute_data_metrics", None)
-    if original is None:
-        return _skip(module, "compute_data_metrics", "attribute missing")
-    if getattr(original, WRAPPED, False):
-        return
+def wrap_multi_trajectories(original):
+    """verl's v1 `compute_advantage_for_multi_trajectories(data, batch_keys, adv_estimator, ...)` -> a
+    wrapper forwarding the agent sessions of batch_keys."""
+    signature = inspect.signature(original)
+    if list(signature.parameters)[:3] != ["data", "batch_keys", "adv_estimator"]:
+        _skip(_name(original), f"unexpected signature {signature}")
+        return original
+    if keeps_final_outputs_only(original):
+        logger.info("saw_verl: %s keeps final session outputs itself; left as is", _name(original))
+        return original
+
+    @functools.wraps(original)
+    def compute_advantage_for_multi_trajectories(data, batch_keys, adv_estimator, *args, **kwargs):
+        if _estimator_name(adv_estimator) not in estimators.SAW_ESTIMATORS:
+            return original(data, batch_keys, adv_estimator, *args, **kwargs)
+        with estimators.forwarded(sessions=agent_sessions(batch_keys)):
+            return original(data, batch_keys, adv_estimator, *args, **kwargs)
+
+    return compute_advantage_for_multi_trajectories
+
+
+def wrap_compute_data_metrics(original):
+    """verl's `compute_data_metrics(batch, ...)` -> a wrapper adding this step's saw/* metrics."""
     if "batch" not in _parameters(original):
-        return _skip(module, "compute_data_metrics", f"unexpected signature {inspect.signature(original)}")
+        _skip(_name(original), f"unexpected signature {inspect.signature(original)}")
+        return original
 
     @functools.wraps(original)
     def compute_data_metrics(*args, **kwargs):
@@ -119,8 +160,7 @@ def patch_compute_data_metrics(module) -> None:
         result.update(saw_metrics.take())
         return result
 
-    setattr(compute_data_metrics, WRAPPED, True)
-    module.compute_data_metrics = compute_data_metrics
+    return compute_data_metrics
 
 
 def reward_extra_columns(tq, batch) -> dict[str, np.ndarray]:
@@ -136,16 +176,25 @@ def reward_extra_columns(tq, batch) -> dict[str, np.ndarray]:
 
 
 def patch_v1_trainer(module) -> None:
+    """Wrap `module.PPOTrainer._compute_advantage` (verl's v1 trainer); a failure is logged, never raised."""
+    try:
+        _patch_v1_trainer(module)
+    except Exception:
+        logger.warning("saw_verl: patching %s.PPOTrainer failed", module.__name__, exc_info=True)
+
+
+def _patch_v1_trainer(module) -> None:
+    where = f"{module.__name__}.PPOTrainer._compute_advantage"
     trainer = getattr(module, "PPOTrainer", None)
     original = getattr(trainer, "_compute_advantage", None)
     if original is None:
-        return _skip(module, "PPOTrainer._compute_advantage", "attribute missing")
+        return _skip(where, "attribute missing")
     if getattr(original, WRAPPED, False):
         return
     if _parameters(original) != ["self", "batch", "metrics"]:
-        return _skip(module, "PPOTrainer._compute_advantage", f"unexpected signature {inspect.signature(original)}")
+        return _skip(where, f"unexpected signature {inspect.signature(original)}")
     if not callable(getattr(getattr(module, "tq", None), "kv_batch_get", None)):
-        return _skip(module, "PPOTrainer._compute_advantage", "no TransferQueue kv_batch_get in the module")
+        return _skip(where, "no TransferQueue kv_batch_get in the module")
 
     @functools.wraps(original)
     def _compute_advantage(self, batch, metrics):
@@ -160,24 +209,14 @@ def patch_v1_trainer(module) -> None:
     trainer._compute_advantage = _compute_advantage
 
 
-PATCHES = {
-    "verl.trainer.ppo.ray_trainer": (patch_compute_advantage, patch_compute_data_metrics),
-    "verl.trainer.ppo.v1.utils": (patch_compute_advantage,),
-    "verl.experimental.separation.ray_trainer": (patch_compute_advantage, patch_compute_data_metrics),
-    "verl.trainer.ppo.v1.trainer_base": (patch_v1_trainer,),
+WRAP_FACTORIES = {
+    "compute_advantage": wrap_compute_advantage,
+    "compute_advantage_for_multi_trajectories": wrap_multi_trajectories,
+    "compute_data_metrics": wrap_compute_data_metrics,
 }
 
 
-def patch_module(module) -> None:
-    """Apply the patches for `module` (one of PATCHES); a failure is logged at WARNING, never raised."""
-    for patch in PATCHES[module.__name__]:
-        try:
-            patch(module)
-        except Exception:
-            logger.warning("saw_verl: %s(%s) failed", patch.__name__, module.__name__, exc_info=True)
-
-
 def install() -> None:
-    """Patch the targets already imported and hook the others' import; safe to call any number of times."""
-    for name in PATCHES:
-        after_import(name, patch_module)
+    """Wrap the targets in every verl module, imported now or later; safe to call any number of times."""
+    bindings.install(WRAP_FACTORIES)
+    after_import(V1_TRAINER_MODULE, patch_v1_trainer)
