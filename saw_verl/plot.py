@@ -121,7 +121,7 @@ def plot_runs(paths: list[str | Path], out: str | Path, title: str | None = None
     runs = [(run_label(path), read_metrics(path)) for path in paths]
     keys = list(dict.fromkeys(key for _, series in runs for key in reward_keys(series)))
     colors = {key: f"C{i % 10}" for i, key in enumerate(keys)}
-    fig, axes = plt.subplots(2, len(runs), figsize=(4.8 * len(runs) + 1, 6.5), sharex="col", sharey="row",
+    fig, axes = plt.subplots(2, len(runs), figsize=(4.8 * len(runs) + 1, 7.2), sharex="col", sharey="row",
                              squeeze=False)
     for col, (label, series) in enumerate(runs):
         for row, stat in enumerate((WEIGHT, MEAN)):
@@ -137,9 +137,9 @@ def plot_runs(paths: list[str | Path], out: str | Path, title: str | None = None
         axes[0][0].set_ylabel("SAW weight $w_k$")
         axes[1][0].set_ylabel("reward batch mean")
     handles = [plt.Line2D([], [], color=colors[key], label=key) for key in keys]
-    fig.legend(handles=handles, loc="upper right", title="reward key")
     fig.suptitle(title or "SAW weights and reward means per step")
-    fig.tight_layout(rect=(0, 0, 1 - 1.2 / fig.get_figwidth(), 1))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(keys), 6), title="reward key")
+    fig.tight_layout(rect=(0, 0.1 + 0.04 * ((len(keys) - 1) // 6), 1, 1))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

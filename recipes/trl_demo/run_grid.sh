@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Evidence grid of the TRL demo: GRPO, GRPO+SAW, GDPO, GDPO+SAW x SEEDS through TRL's GRPOTrainer on
 # CPU, PARALLEL runs at a time (one torch thread each). Writes metrics.csv, runs.csv, summary.md/.csv,
-# paired.csv, curves.png (recipes/cpu_demo/analyze.py) and weights.png (python -m saw_verl.plot) to OUT.
+# paired.csv, curves.png (recipes/cpu_demo/analyze.py) and weights.png (python -m saw_verl.plot, first seed) to OUT.
 #
 # Environment (defaults):
 #   WORKDIR=/tmp/saw_trl_demo_grid   OUT=<this folder>/results   STEPS=100   SEEDS="0 1 2 3 4"
@@ -26,5 +26,7 @@ for seed in $SEEDS; do for method in $METHODS; do echo "$method $seed"; done; do
 "$PYTHON" "$EXPERIMENT" collect --workdir "$WORKDIR" --out "$OUT" --methods $METHODS --seeds $SEEDS
 "$PYTHON" "$HERE/../cpu_demo/analyze.py" --metrics "$OUT/metrics.csv" --out "$OUT" \
     --threshold format_reward=0.9 --threshold correct_reward=0.6
-"$PYTHON" -m saw_verl.plot "$WORKDIR"/runs/saw_grpo_seed0/trainer_state.json \
-    "$WORKDIR"/runs/saw_gdpo_seed0/trainer_state.json -o "$OUT/weights.png"
+FIRST_SEED="${SEEDS%% *}"
+"$PYTHON" -m saw_verl.plot "$WORKDIR/runs/saw_grpo_seed$FIRST_SEED/trainer_state.json" \
+    "$WORKDIR/runs/saw_gdpo_seed$FIRST_SEED/trainer_state.json" -o "$OUT/weights.png" \
+    --title "TRL demo, seed $FIRST_SEED: SAW weights and reward batch means"
