@@ -193,3 +193,9 @@ def test_bad_options_raise_before_training(model_dir, tmp_path, options, message
 def test_needs_a_saw_config(model_dir, tmp_path):
     with pytest.raises(TypeError, match="needs args=SAWGRPOConfig"):
         run(model_dir, tmp_path, SAWGRPOTrainer, GRPOConfig, steps=0)
+
+
+def test_missing_trl_hook_is_a_clear_error(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(GRPOTrainer, "_calculate_rewards", lambda self, inputs, prompts: None)
+    with pytest.raises(RuntimeError, match=r"overrides GRPOTrainer._calculate_rewards\('inputs', 'prompts', "):
+        run(model_dir, tmp_path, steps=0)
