@@ -1,4 +1,5 @@
-"""Count what one SAW call costs on the device (used by tests/test_kernels.py and the GPU check): Triton launches, torch ops, host reads.
+"""What one SAW call costs on the device: Triton launches, torch ops, host reads (tests/test_kernels.py and
+the GPU check).
 
 Every aten op that runs outside a kernel launch is recorded (TorchDispatchMode); those in VIEWS_AND_ALLOCATION
 launch nothing on a GPU (allocation without fill, views), every other op counts as a launch. Host reads are
@@ -54,26 +55,23 @@ def count_launches(call) -> Counted:
     counted = Counted()
     recorder = _Recorder(counted)
     launcher = _launcher_class()
-    original_run = launcher.run
 
-    def run(self, *args, **kwargs):
-        counted.kernels += 1
-        recorder.paused = True
-        try:
-            return original_run(self, *args, **kwargs)
-        finally:
-            recorder.paused = False
+    def uncounted(function, field: str):
+        """function, tallied in `field`; the torch ops it runs inside (the interpreter's copies, the copy of a
+        host read from CUDA) are not recorded as ops."""
 
-    def reading(method):
-        original = getattr(torch.Tensor, method)
+        def wrapper(self, *args, **kwargs):
+            setattr(counted, field, getattr(counted, field) + 1)
+            recorder.paused = True
+            try:
+                return function(self, *args, **kwargs)
+            finally:
+                recorder.paused = False
 
-        def read(self, *args, **kwargs):
-            counted.host_reads += 1
-            return original(self, *args, **kwargs)
+        return wrapper
 
-        return read
-
-    with mock.patch.object(launcher, "run", run), mock.patch.object(torch.Tensor, "tolist", reading("tolist")), \
-            mock.patch.object(torch.Tensor, "item", reading("item")), recorder:
+    with mock.patch.object(launcher, "run", uncounted(launcher.run, "kernels")), \
+            mock.patch.object(torch.Tensor, "tolist", uncounted(torch.Tensor.tolist, "host_reads")), \
+            mock.patch.object(torch.Tensor, "item", uncounted(torch.Tensor.item, "host_reads")), recorder:
         call()
     return counted

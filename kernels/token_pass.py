@@ -97,4 +97,5 @@ def _write_kernel(
         take = inside[:, None] & (cols < L)[None, :]
         m = tl.load(mask_ptr + rows[:, None] * stride_n + cols[None, :] * stride_l, mask=take, other=0)
         out = z.to(tl.float32) * m.to(tl.float32)
-    tl.store(out_ptr + rows[:, None] * L + cols[None, :], out, mask=take & (good.to(tl.int32) + tl.zeros(take.shape, tl.int32) != 0))
+    good = good.to(tl.int32) + tl.zeros(take.shape, tl.int32) != 0  # broadcast (the interpreter rejects tile & scalar)
+    tl.store(out_ptr + rows[:, None] * L + cols[None, :], out, mask=take & good)

@@ -67,7 +67,9 @@ def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: 
     The values (finite rewards, GDPO's M >= 2) are checked by the backends, in their one status read.
     """
     if rewards.dim() != 2 or rewards.shape[1] != cfg.num_keys:
-        raise SawInputError(f"rewards must be (N, K={cfg.num_keys}) for keys {list(cfg.reward_keys)}, got {tuple(rewards.shape)}")
+        raise SawInputError(
+            f"rewards must be (N, K={cfg.num_keys}) for keys {list(cfg.reward_keys)}, got {tuple(rewards.shape)}"
+        )
     n = rewards.shape[0]
     if response_mask.dim() != 2 or response_mask.shape[0] != n:
         raise SawInputError(f"response_mask must be (N={n}, L), got {tuple(response_mask.shape)}")
@@ -115,10 +117,10 @@ def saw_advantages(
     rewards (N, K) float; group_ids (N,) integer, any values (sparse, unsorted, negative, near +-2^62: groups
     are compacted on the device at O(N) cost); response_mask (N, L) bool/int/float. CPU rewards / group ids
     follow a CUDA mask (e.g. columns built from numpy); any other device mismatch is refused.
-    num_groups: ignored (kept so that existing callers work; ids need no range any more).
+    num_groups: optional hint that the ids are already dense in [0, num_groups) (group_ids_from_index's
+    second value): the torch path on the CPU then skips ranking them; wrong hints are ignored, never trusted.
     Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std (K,) float64.
     """
-    del num_groups
     device = response_mask.device
     if device.type != "cpu":  # host-built columns follow the mask; tensors on another accelerator do not
         rewards = rewards.to(device) if rewards.device.type == "cpu" else rewards
@@ -128,7 +130,7 @@ def saw_advantages(
         from saw_verl.triton_backend import triton_saw_advantages
 
         return triton_saw_advantages(rewards, group_ids, response_mask, cfg)
-    return torch_saw_advantages(rewards, group_ids, response_mask, cfg)
+    return torch_saw_advantages(rewards, group_ids, response_mask, cfg, num_groups)
 
 
 def saw_grpo_advantages(

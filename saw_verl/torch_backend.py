@@ -1,12 +1,14 @@
 """Vectorized torch implementation of the SAW spec (the CPU fast path; runs on CUDA tensors as well).
 
 No Python loop over rows, groups or keys: group ids of any int64 values are ranked by one sort (O(N)
-memory, whatever the values), per-row and per-group statistics in float64 (O(N K)), then one fused
-pass over the (N, L) mask that writes the float32 advantages. One host read per call: finiteness of
+memory, whatever the values; skipped on the CPU for ids known dense), per-row and per-group statistics
+in float64 (O(N K)), then one fused pass over the (N, L) mask that writes the float32 advantages. One host read per call: finiteness of
 the rewards and (GDPO) the token total M, taken together before the result is returned.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
@@ -26,28 +28,37 @@ def too_few_tokens_error(total: float) -> SawInputError:
     return SawInputError(f"GDPO whitening needs at least 2 response tokens in the batch; got M={total:g}")
 
 
-def dense_group_ids(group_ids: torch.Tensor) -> torch.Tensor:
-    """group_ids (N,) any integers -> (N,) int64 ranks in [0, G), equal ids equal ranks. One sort, no host sync."""
+def dense_group_ids(group_ids: torch.Tensor, num_groups: Optional[int] = None) -> tuple[torch.Tensor, int]:
+    """group_ids (N,) any integers -> (ranks (N,) int64 in [0, rows), rows): equal ids, equal ranks.
+
+    O(N) memory whatever the id values. On the CPU, ids already dense in [0, num_groups) (the hint
+    group_ids_from_index gives) are used as they are, else torch.unique ranks them. On a GPU one sort
+    ranks them and rows = N, an upper bound of the number of groups that needs no host read.
+    """
+    if group_ids.device.type == "cpu":
+        if num_groups is not None:
+            low, high = torch.stack(torch.aminmax(group_ids)).tolist()
+            if 0 <= low and high < num_groups:
+                return group_ids.to(torch.int64), num_groups
+        unique, ranks = torch.unique(group_ids, return_inverse=True)
+        return ranks, unique.numel()
     sorted_ids, order = torch.sort(group_ids)
     starts = torch.ones_like(sorted_ids, dtype=torch.int64)
     starts[1:] = sorted_ids[1:] != sorted_ids[:-1]
-    return torch.empty_like(starts).scatter_(0, order, starts.cumsum(0) - 1)
+    return torch.empty_like(starts).scatter_(0, order, starts.cumsum(0) - 1), group_ids.numel()
 
 
-def group_zscore(values: torch.Tensor, ranks: torch.Tensor, cfg: SawConfig) -> torch.Tensor:
-    """values (N, C) float64, ranks (N,) from dense_group_ids -> (N, C) z-scores within groups.
-
-    Group tables have N rows (an upper bound of G): no host read of the number of groups.
-    """
-    n, c = values.shape
+def group_zscore(values: torch.Tensor, ranks: torch.Tensor, rows: int, cfg: SawConfig) -> torch.Tensor:
+    """values (N, C) float64, (ranks (N,), rows) from dense_group_ids -> (N, C) z-scores within groups."""
+    c = values.shape[1]
     index = ranks[:, None].expand(-1, c)
-    count = torch.bincount(ranks, minlength=n).to(values.dtype)[:, None]
-    total = values.new_zeros(n, c).index_add_(0, ranks, values)
+    count = torch.bincount(ranks, minlength=rows).to(values.dtype)[:, None]
+    total = values.new_zeros(rows, c).index_add_(0, ranks, values)
     centered = values - (total / count.clamp_min(1))[ranks]
-    squares = values.new_zeros(n, c).index_add_(0, ranks, centered * centered)
+    squares = values.new_zeros(rows, c).index_add_(0, ranks, centered * centered)
     std = (squares / (count - 1).clamp_min(1)).sqrt()
-    high = values.new_full((n, c), -torch.inf).scatter_reduce_(0, index, values, "amax")
-    low = values.new_full((n, c), torch.inf).scatter_reduce_(0, index, values, "amin")
+    high = values.new_full((rows, c), -torch.inf).scatter_reduce_(0, index, values, "amax")
+    low = values.new_full((rows, c), torch.inf).scatter_reduce_(0, index, values, "amin")
     scale = (std + cfg.epsilon) if cfg.norm_by_std else torch.ones_like(std)
     single = (count == 1)[ranks]
     z = torch.where((high == low)[ranks], torch.zeros_like(values), centered / scale[ranks])
@@ -63,29 +74,31 @@ def whiten_rows(scores: torch.Tensor, tokens: torch.Tensor, total: torch.Tensor)
 
 
 def torch_saw_advantages(
-    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig
+    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig,
+    num_groups: Optional[int] = None,
 ) -> SawResult:
-    """rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) -> SawResult."""
+    """rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) -> SawResult.
+    num_groups: optional hint that the ids are dense in [0, num_groups) (see dense_group_ids)."""
     rewards = rewards.to(torch.float64)
     finite = torch.isfinite(rewards)
     weights, cv, raw_mean, raw_std = batch_weights(rewards, cfg)
     alpha = torch.tensor(cfg.static_weights, dtype=torch.float64, device=rewards.device)
     coef = weights * alpha
-    ranks = dense_group_ids(group_ids)
+    ranks, rows = dense_group_ids(group_ids, num_groups)
     # The one read of the (N, L) mask: a float32 copy, scaled in place below. On 1 CPU thread with verl's
     # int64 mask this beats a mixed-dtype mul ~2x; GDPO's token counts come from the copy (float32 sums
     # are exact for 0/1 masks under 2^24 tokens a row).
     advantages = torch.empty(response_mask.shape, dtype=torch.float32, device=response_mask.device)
     advantages.copy_(response_mask)
     if cfg.mode == "grpo":
-        row_value = group_zscore((rewards @ coef)[:, None], ranks, cfg)[:, 0]
+        row_value = group_zscore((rewards @ coef)[:, None], ranks, rows, cfg)[:, 0]
         all_finite, total = finite.all().item(), None
     else:
         tokens = advantages.sum(dim=1).to(torch.float64)
         total = tokens.sum()
         all_finite, total = torch.stack([finite.all().to(torch.float64), total]).tolist()  # the one host read
         if all_finite and total >= 2:
-            row_value = whiten_rows(group_zscore(rewards, ranks, cfg) @ coef, tokens, total)
+            row_value = whiten_rows(group_zscore(rewards, ranks, rows, cfg) @ coef, tokens, total)
     if not all_finite:
         row, key = (~finite).nonzero()[0].tolist()
         raise non_finite_error(rewards, cfg, row, key)

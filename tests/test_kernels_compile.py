@@ -94,8 +94,8 @@ def test_write_kernel_compiles(gdpo, norm_by_std, mask, length):
         token_pass._write_kernel, token_pass.NUM_WARPS,
         dict(mask_ptr=POINTER[mask], stride_n="i64", stride_l="i32", out_ptr="*fp32", status_ptr="*fp64",
              consts_ptr="*fp64", N="i32", K="i32", L="i32", P="i32", rewards_ptr="*fp64", reward_stride_n="i32",
-             reward_stride_k="i32", summary_ptr="*fp64", pieces_ptr="*fp64", bounds_ptr="*i64", scores_ptr="*fp64", whiten_ptr="*fp64", bits_ptr="*u8",
-             odd_ptr="*i32", BYTES="i32"),
+             reward_stride_k="i32", summary_ptr="*fp64", pieces_ptr="*fp64", bounds_ptr="*i64",
+             scores_ptr="*fp64", whiten_ptr="*fp64", bits_ptr="*u8", odd_ptr="*i32", BYTES="i32"),
         dict(GDPO=gdpo, NORM_BY_STD=norm_by_std, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_K=4, **STAGE2),
     )
 

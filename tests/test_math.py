@@ -135,12 +135,15 @@ def test_torch_path_takes_any_int64_group_ids_at_dense_cost(ids, mode):
     cfg = SawConfig(("a", "b"), mode=mode)
     sparse = saw_advantages(rewards, torch.tensor(ids)[dense], mask, cfg, backend="torch")
     assert torch.equal(sparse.advantages, saw_advantages(rewards, dense, mask, cfg, backend="torch").advantages)
+    wrong_hint = saw_advantages(rewards, torch.tensor(ids)[dense], mask, cfg, num_groups=2, backend="torch")
+    assert torch.equal(sparse.advantages, wrong_hint.advantages), "a num_groups hint that does not fit is ignored"
     expected = reference_saw_advantages(rewards, dense, mask, cfg)
     assert_close(sparse.advantages, expected.advantages, scaled_tolerance(expected.advantages, 1e-6), "advantages")
 
 
 def test_torch_path_reads_the_device_once(monkeypatch):
-    """One host read per call (finiteness and GDPO's M together): each is a sync on CUDA."""
+    """One host read per call (finiteness and GDPO's M together): each is a sync on CUDA. (On the CPU a
+    num_groups hint adds one more read, of the ids' range: free there, and never done on a GPU.)"""
     reads = []
     for method in ("tolist", "item"):
         original = getattr(torch.Tensor, method)
