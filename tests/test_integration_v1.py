@@ -65,12 +65,13 @@ V1_SESSIONS = [
 
 
 def run_v1(estimator: str, compute_advantage=None, monkeypatch=None, keys=V1_KEYS, groups=V1_GROUPS,
-           lengths=V1_LENGTHS, rewards=V1_REWARDS):
-    """verl's real PPOTrainer._compute_advantage on rows stored in a fake TransferQueue -> (tq, metrics)."""
+           lengths=V1_LENGTHS, rewards=V1_REWARDS, padding_keys=()):
+    """verl's real PPOTrainer._compute_advantage on rows stored in a fake TransferQueue -> (tq, metrics).
+    Rows in padding_keys are as verl's padding: an all-zero response mask and the tag is_padding."""
     rows = {
         key: {
             "uid": uid,
-            "response_mask": torch.ones(length, dtype=torch.int64),
+            "response_mask": torch.full((length,), int(key not in padding_keys), dtype=torch.int64),
             "rm_scores": torch.zeros(length),
             "extra_fields": {"reward_extra_info": dict(zip(EXAMPLE_KEYS, torch.as_tensor(reward).tolist()))},
         }
@@ -82,7 +83,8 @@ def run_v1(estimator: str, compute_advantage=None, monkeypatch=None, keys=V1_KEY
         {"algorithm": algorithm_config(estimator, EXAMPLE_KEYS), "actor_rollout_ref": {"rollout": {"n": 3}}}
     )
     trainer = types.SimpleNamespace(config=config)
-    batch = KVBatchMeta(keys=list(rows), tags=[{}] * len(rows), partition_id="train")
+    tags = [{"is_padding": True} if key in padding_keys else {} for key in rows]
+    batch = KVBatchMeta(keys=list(rows), tags=tags, partition_id="train")
     metrics = {}
     (compute_advantage or trainer_base.PPOTrainer._compute_advantage)(trainer, batch, metrics)
     return tq, metrics
@@ -107,6 +109,22 @@ def test_v1_trainer_agent_sessions_use_final_outputs_only(mode, monkeypatch):
         assert metrics[f"saw/{key}/mean"] == pytest.approx(final_result.mean[k].item())
     # the 6 final outputs score 0, 1, 0, 1, 1, 1 (the earlier outputs' 9, -9, 5 are not read)
     assert metrics["saw/correctness/mean"] == pytest.approx(4 / 6)
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_v1_trainer_padding_rows_take_no_part(mode, monkeypatch):
+    """verl pads the batch with copies of its first sample (rewards included) under a new uid, with an
+    empty mask and the tag is_padding: they must not move the statistics (the weights) of the real rows."""
+    pad_keys = ("pad9f_0_0", "pad9f_1_0")
+    padded = V1_SESSIONS + [(key, "pad9f", 1, V1_SESSIONS[0][3]) for key in pad_keys]
+    keys, groups, lengths, rewards = zip(*padded)
+    tq, metrics = run_v1(f"saw_{mode}", None, monkeypatch, keys, groups, lengths, rewards, padding_keys=pad_keys)
+    keys, groups, lengths, rewards = zip(*V1_SESSIONS)
+    unpadded, unpadded_metrics = run_v1(f"saw_{mode}", None, monkeypatch, keys, groups, lengths, rewards)
+    written = tq.written["advantages"].to_padded_tensor(0.0)
+    torch.testing.assert_close(written[: len(V1_SESSIONS)], unpadded.written["advantages"].to_padded_tensor(0.0))
+    assert torch.equal(written[len(V1_SESSIONS):], torch.zeros(len(pad_keys), written.shape[1]))
+    assert metrics == pytest.approx(unpadded_metrics)
 
 
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])

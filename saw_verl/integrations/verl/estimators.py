@@ -9,7 +9,9 @@ that forwards it) or through `forwarded(...)`, which the shim wraps around verl'
 trainer the shim also forwards the agent sessions of the batch (`sessions.AgentSessions`): then only
 the final output of each session enters the statistics, weights, z-scores and whitening, with its
 rewards, uid and mask selected from the same rows, and its advantage is broadcast to the session's
-other outputs (verl's GRPO rule in `compute_advantage_for_multi_trajectories`).
+other outputs (verl's GRPO rule in `compute_advantage_for_multi_trajectories`). Rows that verl's v1
+trainer adds to pad the batch (tag `is_padding`: a copy of the first sample's rewards, an empty mask)
+take no part either (advantage 0), so they do not move the batch statistics.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class _Forwarded(NamedTuple):
     columns: Optional[Mapping]  # {key: (N,) array}, e.g. verl's non_tensor_batch
     norm_adv_by_std_in_grpo: Optional[bool]
     sessions: Optional[AgentSessions]  # v1 multi-output agent sessions of the N rows
+    padding_rows: Optional[torch.Tensor]  # (N,) bool: v1 rows verl added to pad the batch (tag is_padding)
 
 
 # What the shim forwarded for the verl call in progress, innermost first.
@@ -45,10 +48,12 @@ def forwarded(
     columns: Optional[Mapping] = None,
     norm_adv_by_std_in_grpo: Optional[bool] = None,
     sessions: Optional[AgentSessions] = None,
+    padding_rows: Optional[torch.Tensor] = None,
 ):
-    """Make per-key reward columns / the GRPO std switch / the agent sessions visible to saw_* estimators
-    called inside."""
-    token = _forwarded.set((_Forwarded(columns, norm_adv_by_std_in_grpo, sessions), *_forwarded.get()))
+    """Make per-key reward columns / the GRPO std switch / the agent sessions / the padding rows visible
+    to saw_* estimators called inside."""
+    forwarded_now = _Forwarded(columns, norm_adv_by_std_in_grpo, sessions, padding_rows)
+    token = _forwarded.set((forwarded_now, *_forwarded.get()))
     try:
         yield
     finally:
@@ -92,6 +97,11 @@ def _saw_estimator(mode: str, token_level_rewards, response_mask, index, config,
     sessions = _innermost("sessions")
     if sessions is not None and sessions.num_rows != num_rows:
         raise SawInputError(f"{estimator}: verl passed {num_rows} rows but {sessions.num_rows} sample keys (batch_keys)")
+    padding = _innermost("padding_rows")
+    if sessions is not None and padding is not None:
+        if padding.shape != (num_rows,):
+            raise SawInputError(f"{estimator}: {tuple(padding.shape)} padding flags for {num_rows} rows")
+        sessions = sessions.without(padding)
     if sessions is None or sessions.all_final:
         result = saw_advantages(rewards, group_ids, response_mask, cfg, num_groups=num_groups)
         advantages = result.advantages

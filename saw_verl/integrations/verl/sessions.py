@@ -24,7 +24,8 @@ KEY_FORMAT = "{uid}_{session_id}_{index}"
 class AgentSessions(NamedTuple):
     """keys (N,) str: the sample keys, in batch order.
     final_rows (S,) int64: the batch row of each session's final output.
-    session_of_row (N,) int64: each row's session, an index into final_rows."""
+    session_of_row (N,) int64: each row's session, an index into final_rows; -1 for a row of a session
+    that takes no part (`without`), whose advantages are 0."""
 
     keys: np.ndarray
     final_rows: torch.Tensor
@@ -36,8 +37,16 @@ class AgentSessions(NamedTuple):
 
     @property
     def all_final(self) -> bool:
-        """Every session has one output: the batch is used as is."""
+        """Every row is the final output of its session: the batch is used as is."""
         return len(self.final_rows) == len(self.keys)
+
+    def without(self, excluded: torch.Tensor) -> "AgentSessions":
+        """The sessions whose final output is not `excluded` (N,) bool, e.g. verl's padding rows; the rows
+        of the others get session -1 (advantage 0)."""
+        kept = ~excluded[self.final_rows]
+        position = torch.cumsum(kept, dim=0) - 1
+        position[~kept] = -1
+        return AgentSessions(self.keys, self.final_rows[kept], position[self.session_of_row])
 
     def broadcast(self, final_advantages: torch.Tensor, final_mask: torch.Tensor, response_mask: torch.Tensor):
         """final_advantages, final_mask (S, L): of the final rows; response_mask (N, L) -> advantages (N, L)
@@ -46,6 +55,7 @@ class AgentSessions(NamedTuple):
         device = response_mask.device
         first_token = (final_mask.view(torch.uint8) if final_mask.dtype == torch.bool else final_mask).argmax(dim=1)
         value = final_advantages[torch.arange(len(first_token), device=device), first_token]
+        value = torch.cat([value, value.new_zeros(1)])  # session -1 (takes no part) reads the appended 0
         advantages = torch.empty(response_mask.shape, dtype=torch.float32, device=device)
         advantages.copy_(response_mask)  # as the torch backend: a float32 copy scaled in place beats a mixed-dtype mul
         return advantages.mul_(value[self.session_of_row.to(device)][:, None])

@@ -15,8 +15,9 @@ delegated untouched):
 - legacy trainers: `compute_data_metrics` gets this step's `saw/*` metrics merged into its output.
 - v1 `PPOTrainer._compute_advantage` fetches 7 fixed fields from TransferQueue, so the per-key
   rewards stay in `extra_fields["reward_extra_info"]`: the wrapper fetches them and forwards them
-  (a fallback: keys verl itself puts in non_tensor_batch win), then puts this step's `saw/*`
-  metrics into the step's `metrics` dict.
+  (a fallback: keys verl itself puts in non_tensor_batch win) with the rows verl added to pad the
+  batch (tag `is_padding`, copies of the first sample: they must not move the statistics), then puts
+  this step's `saw/*` metrics into the step's `metrics` dict.
 
 The three functions are wrapped wherever a verl module binds them, whichever module defines them
 (`bindings`: survives verl moving them); the v1 method is patched when
@@ -31,7 +32,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Mapping
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -183,6 +184,12 @@ def patch_v1_trainer(module) -> None:
         logger.warning("saw_verl: patching %s.PPOTrainer failed", module.__name__, exc_info=True)
 
 
+def padding_rows(batch) -> Optional[torch.Tensor]:
+    """v1: (N,) bool, True on the rows verl added to pad `batch` (tag is_padding); None when there are none."""
+    padding = torch.tensor([bool(tag.get("is_padding", False)) for tag in batch.tags], dtype=torch.bool)
+    return padding if padding.any() else None
+
+
 def _patch_v1_trainer(module) -> None:
     where = f"{module.__name__}.PPOTrainer._compute_advantage"
     trainer = getattr(module, "PPOTrainer", None)
@@ -200,7 +207,7 @@ def _patch_v1_trainer(module) -> None:
     def _compute_advantage(self, batch, metrics):
         if _estimator_name(self.config.algorithm.adv_estimator) not in estimators.SAW_ESTIMATORS:
             return original(self, batch, metrics)
-        with estimators.forwarded(reward_extra_columns(module.tq, batch)):
+        with estimators.forwarded(reward_extra_columns(module.tq, batch), padding_rows=padding_rows(batch)):
             result = original(self, batch, metrics)
         metrics.update(saw_metrics.take())
         return result
