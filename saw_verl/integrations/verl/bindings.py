@@ -20,9 +20,9 @@ Design:
   with `saw_verl.import_hooks.after_import` (the one post-import mechanism of this package) and asks
   that hook's finder for the spec, so `rebind` runs right after the module executes; a module that
   does `from x import compute_advantage` therefore binds the wrapper (x was rebound first) or gets
-  rebound itself. Non-verl imports cost one string test. Measured (2-core dev box, 2026-12-01):
-  about 5 us per verl module for the watcher and 8 us for the pass over its globals, so about 3 ms
-  over the ~220 verl modules a trainer process imports (which take ~1.7 s to import).
+  rebound itself. Non-verl imports cost one string test. Measured (2-core dev box shared with other
+  jobs, 2026-12-01): 5-15 us per verl module for the watcher and 8-11 us for the pass over its
+  globals, so 3-6 ms over the ~220 verl modules a trainer process imports (which take 1.7-2.9 s).
 """
 
 from __future__ import annotations
