@@ -81,7 +81,7 @@ def _count_tokens(mask_ptr, mask_stride_n, mask_stride_l, tokens_ptr, odd_ptr, b
     tl.store(odd_ptr + rows, tl.sum(odd, axis=1), mask=inside)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "K", "P", "BYTES"])  # sizes: no recompile per batch
 def _stats_kernel(
     rewards_ptr, stride_n, stride_k, sorted_ptr, order_ptr, partials_ptr, bad_ptr, pieces_ptr,
     mask_ptr, mask_stride_n, mask_stride_l, tokens_ptr, odd_ptr, bits_ptr, N, K, L, BYTES, P,

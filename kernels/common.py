@@ -23,7 +23,8 @@ EPSILON = tl.constexpr(1)
 OFFICIAL_EPS_AT = tl.constexpr(2)
 WHITEN_EPS_AT = tl.constexpr(3)
 PER_KEY = tl.constexpr(4)
-BLOCK_S = 512  # sorted positions per program of the statistics kernels (one piece block); fewer when N is small
+BLOCK_S = 512  # sorted positions per program of the statistics kernels (one piece block)
+SMALL_BLOCK_S = 64  # ... for batches of at most 64 rows
 FINAL_BLOCK = 256  # partials merged per step when a kernel finalises a two-stage reduction
 PIECE_STATS = 4  # mean, M2, max, min
 

@@ -32,7 +32,7 @@ def weighted_sum(rewards_ptr, stride_n, stride_k, rows, inside, coef, keys, K, B
     return total
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "K", "P", "STEPS"])  # sizes: no recompile per batch
 def _grpo_pieces_kernel(
     rewards_ptr, stride_n, stride_k, sorted_ptr, order_ptr, partials_ptr, bad_ptr, consts_ptr,
     summary_ptr, status_ptr, pieces_ptr, bounds_ptr, N, K, P, STEPS,
@@ -56,7 +56,7 @@ def _grpo_pieces_kernel(
     tl.store(bounds_ptr + N + rows, bound(sorted_ptr, ids, N, STEPS, True), mask=inside)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "K", "P", "STEPS"])  # sizes: no recompile per batch
 def _gdpo_scores_kernel(
     rewards_ptr, stride_n, stride_k, sorted_ptr, order_ptr, partials_ptr, bad_ptr, consts_ptr,
     summary_ptr, status_ptr, pieces_ptr, tokens_ptr, scores_ptr, whiten_ptr, N, K, P, STEPS,

@@ -14,7 +14,7 @@ import torch
 import triton
 
 from .batch_stats import NUM_WARPS, PARTIAL_STATS, _stats_kernel, stats_grid, token_tile
-from .common import BLOCK_S, FINAL_BLOCK, PIECE_STATS, search_steps
+from .common import BLOCK_S, FINAL_BLOCK, PIECE_STATS, SMALL_BLOCK_S, search_steps
 from .group_scores import WHITEN_PARTIALS, _gdpo_scores_kernel, _grpo_pieces_kernel
 from .token_pass import NUM_WARPS as WRITE_WARPS
 from .token_pass import _write_kernel, tile_shape
@@ -37,7 +37,7 @@ def saw_kernels(
     device = rewards.device
     f64 = dict(dtype=torch.float64, device=device)
     sorted_ids, order = torch.sort(group_ids, stable=True)
-    block_s = min(BLOCK_S, max(16, triton.next_power_of_2(n)))  # small batches: one small block
+    block_s = SMALL_BLOCK_S if n <= SMALL_BLOCK_S else BLOCK_S  # small batches: one small block, two variants
     blocks, grid = stats_grid(n, length, block_s, gdpo)
     token_rows, block_l = token_tile(length)
     block_k = triton.next_power_of_2(k)

@@ -54,7 +54,7 @@ def whitening(whiten_ptr, P, FINAL_BLOCK: tl.constexpr):
     return total, mean, tl.sum(squares, axis=0)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "K", "P", "BYTES"])  # sizes: no recompile per batch (L is: alignment)
 def _write_kernel(
     mask_ptr, stride_n, stride_l, out_ptr, status_ptr, consts_ptr, N, K, L, P,
     # GRPO: the row's value from the R pieces
