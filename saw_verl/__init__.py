@@ -23,6 +23,8 @@ _EXPORTS = {
     "group_ids_from_index": "saw_verl.advantages",
     "rewards_from_columns": "saw_verl.advantages",
     "saw_advantages": "saw_verl.advantages",
+    "saw_grpo_advantages": "saw_verl.advantages",
+    "saw_gdpo_advantages": "saw_verl.advantages",
 }
 
 __all__ = sorted(_EXPORTS)
