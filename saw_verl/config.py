@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 MODES = ("grpo", "gdpo")
 PRESETS = ("paper", "official")
+# What errors call each option unless the caller says otherwise (SawConfig.option_names): verl's config keys.
+VERL_OPTION_NAMES = {
+    "reward_keys": "algorithm.gdpo_reward_keys",
+    "static_weights": "algorithm.gdpo_reward_weights",
+    "reward_min": "algorithm.saw.reward_min",
+    "preset": "algorithm.saw.preset",
+    "dynamic": "algorithm.saw.dynamic",
+    "delta": "algorithm.saw.delta",
+    "epsilon": "epsilon",
+}
 
 
 class SawInputError(ValueError):
@@ -27,6 +38,8 @@ class SawConfig:
     delta: the paper preset's shift / fallback threshold.
     epsilon: added to the group std (verl's GRPO epsilon).
     norm_by_std: False skips the division by the group std (verl's norm_adv_by_std_in_grpo, Dr.GRPO).
+    option_names: what errors call each option, by field name, for the trainer whose user reads them
+        (TRL: "saw_reward_min", OpenRLHF: "--saw.reward_min"); missing fields: VERL_OPTION_NAMES.
     """
 
     reward_keys: tuple[str, ...]
@@ -38,33 +51,39 @@ class SawConfig:
     delta: float = 1e-8
     epsilon: float = 1e-6
     norm_by_std: bool = True
+    option_names: Optional[Mapping[str, str]] = field(default=None, compare=False, repr=False)
+
+    def option(self, name: str) -> str:
+        """The user-facing name of field `name` in errors."""
+        return (self.option_names or {}).get(name, VERL_OPTION_NAMES[name])
 
     def __post_init__(self):
         keys = tuple(str(k) for k in self.reward_keys)
         object.__setattr__(self, "reward_keys", keys)
         if not keys:
-            raise SawInputError("SAW needs at least one reward key (algorithm.gdpo_reward_keys is empty: K = 0)")
+            raise SawInputError(f"SAW needs at least one reward key ({self.option('reward_keys')} is empty: K = 0)")
         if len(set(keys)) != len(keys):
-            raise SawInputError(f"algorithm.gdpo_reward_keys has duplicates: {list(keys)}")
+            raise SawInputError(f"{self.option('reward_keys')} has duplicates: {list(keys)}")
         if self.mode not in MODES:
             raise SawInputError(f"unknown SAW mode {self.mode!r}; expected one of {MODES}")
         if self.preset not in PRESETS:
-            raise SawInputError(f"unknown algorithm.saw.preset {self.preset!r}; expected one of {PRESETS}")
+            raise SawInputError(f"unknown {self.option('preset')} {self.preset!r}; expected one of {PRESETS}")
         if not isinstance(self.dynamic, bool):
-            raise SawInputError(f"algorithm.saw.dynamic must be true or false, got {self.dynamic!r}")
-        object.__setattr__(self, "reward_min", self._per_key("algorithm.saw.reward_min", self.reward_min, 0.0))
+            raise SawInputError(f"{self.option('dynamic')} must be true or false, got {self.dynamic!r}")
+        object.__setattr__(self, "reward_min", self._per_key("reward_min", self.reward_min, 0.0))
         object.__setattr__(
-            self, "static_weights", self._per_key("algorithm.gdpo_reward_weights", self.static_weights, 1.0)
+            self, "static_weights", self._per_key("static_weights", self.static_weights, 1.0)
         )
         for key, weight in zip(keys, self.static_weights):
             if weight < 0:
-                raise SawInputError(f"algorithm.gdpo_reward_weights: weight of {key!r} is negative ({weight})")
+                raise SawInputError(f"{self.option('static_weights')}: weight of {key!r} is negative ({weight})")
         for name in ("delta", "epsilon"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise SawInputError(f"SAW option {name} must be a finite number > 0, got {value!r}")
+                raise SawInputError(f"{self.option(name)} must be a finite number > 0, got {value!r}")
 
-    def _per_key(self, option: str, values: Optional[Sequence[float]], default: float) -> tuple[float, ...]:
+    def _per_key(self, name: str, values: Optional[Sequence[float]], default: float) -> tuple[float, ...]:
+        option = self.option(name)
         if values is None:
             return (default,) * len(self.reward_keys)
         values = tuple(values)

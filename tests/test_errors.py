@@ -38,6 +38,22 @@ def test_bad_config_is_refused(kwargs, message):
         SawConfig(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(reward_min=(0.0,)), r"^--saw.reward_min has 1 entries"),
+        (dict(static_weights=(1.0, -0.5)), r"^--saw.reward_weights: weight of 'correctness' is negative"),
+        (dict(preset="released"), r"^unknown --saw.preset 'released'"),
+        (dict(delta=-1.0), r"^algorithm.saw.delta must be"),  # not renamed: the verl name stays the default
+    ],
+    ids=["per-key", "weights", "preset", "default-name"],
+)
+def test_errors_use_the_callers_option_names(kwargs, message):
+    names = {"reward_min": "--saw.reward_min", "static_weights": "--saw.reward_weights", "preset": "--saw.preset"}
+    with pytest.raises(SawInputError, match=message):
+        SawConfig(reward_keys=KEYS, option_names=names, **kwargs)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
 def test_non_finite_reward_names_key_and_row(bad):
     rewards, groups, mask = good_batch()

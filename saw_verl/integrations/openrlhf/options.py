@@ -18,12 +18,14 @@ ENV_VAR = "SAW_VERL_OPENRLHF"
 SETUP_HOOK = "saw_verl.integrations.openrlhf.hook.setup"
 ESTIMATOR_MODES = {"saw_grpo": "grpo", "saw_gdpo": "gdpo"}
 DELEGATE_ESTIMATOR = "dr_grpo"  # subtracts each group's mean (a no-op on SAW's zero-mean groups), no whitening
-# the core names verl's options; here the same options are --saw.* flags / saw_runtime_env arguments
-_OPTION_NAMES = (
-    ("algorithm.gdpo_reward_keys", "--saw.reward_keys"),
-    ("algorithm.gdpo_reward_weights", "--saw.reward_weights"),
-    ("algorithm.saw.", "--saw."),
-)
+# What SawConfig's errors call each option: the launcher's --saw.* flags (saw_runtime_env's arguments)
+OPENRLHF_OPTION_NAMES = {
+    "reward_keys": "--saw.reward_keys",
+    "static_weights": "--saw.reward_weights",
+    "reward_min": "--saw.reward_min",
+    "preset": "--saw.preset",
+    "dynamic": "--saw.dynamic",
+}
 
 
 def saw_config(
@@ -39,20 +41,15 @@ def saw_config(
         raise SawInputError(f"unknown SAW estimator {estimator!r}; expected one of {sorted(ESTIMATOR_MODES)}")
     if isinstance(reward_keys, str):
         reward_keys = [key.strip() for key in reward_keys.split(",") if key.strip()]
-    try:
-        return SawConfig(
-            reward_keys=tuple(reward_keys),
-            mode=ESTIMATOR_MODES[estimator],
-            preset=preset,
-            dynamic=dynamic,
-            reward_min=None if reward_min is None else tuple(reward_min),
-            static_weights=None if reward_weights is None else tuple(reward_weights),
-        )
-    except SawInputError as error:
-        message = str(error)
-        for core_name, name in _OPTION_NAMES:
-            message = message.replace(core_name, name)
-        raise SawInputError(message) from None
+    return SawConfig(
+        reward_keys=tuple(reward_keys),
+        mode=ESTIMATOR_MODES[estimator],
+        preset=preset,
+        dynamic=dynamic,
+        reward_min=None if reward_min is None else tuple(reward_min),
+        static_weights=None if reward_weights is None else tuple(reward_weights),
+        option_names=OPENRLHF_OPTION_NAMES,
+    )
 
 
 def estimator_of(cfg: SawConfig) -> str:

@@ -20,14 +20,14 @@ from saw_verl.config import SawConfig, SawInputError
 from saw_verl.integrations.trl.config import SAWGRPOConfig
 from saw_verl.weights import batch_weights, step_metrics
 
-# SawConfig's option names (verl's) -> SAWGRPOConfig's, for the errors TRL users read
+# What SawConfig's errors call each option: SAWGRPOConfig's names
 TRL_OPTION_NAMES = {
-    "algorithm.gdpo_reward_keys": "reward function names",
-    "algorithm.gdpo_reward_weights": "reward_weights",
-    "algorithm.saw.reward_min": "saw_reward_min",
-    "algorithm.saw.preset": "saw_preset",
-    "algorithm.saw.dynamic": "saw_dynamic",
-    "SAW option delta": "saw_delta",
+    "reward_keys": "reward function names",
+    "static_weights": "reward_weights",
+    "reward_min": "saw_reward_min",
+    "preset": "saw_preset",
+    "dynamic": "saw_dynamic",
+    "delta": "saw_delta",
 }
 # The reward sum with the static weights alpha_k: TRL's logged "reward" uses the SAW-weighted ones
 STATIC_REWARD_METRIC = "saw/static_weighted_reward"
@@ -55,12 +55,10 @@ def build_saw_config(args: SAWGRPOConfig, reward_names: list[str], static_weight
             reward_min=args.saw_reward_min,
             static_weights=static_weights.tolist(),
             delta=args.saw_delta,
+            option_names=TRL_OPTION_NAMES,
         )
     except SawInputError as error:
-        message = str(error)
-        for verl_name, trl_name in TRL_OPTION_NAMES.items():
-            message = message.replace(verl_name, trl_name)
-        raise SawInputError(f"SAWGRPOTrainer (reward functions {reward_names}): {message}") from None
+        raise SawInputError(f"SAWGRPOTrainer (reward functions {reward_names}): {error}") from None
 
 
 def check_finite(rewards: torch.Tensor, reward_names: list[str]) -> None:
