@@ -1,0 +1,206 @@
+"""The CPU tool-calling experiment: SmolLM2-135M-Instruct on BFCL `simple_python` through TRL's GRPOTrainer.
+
+    python recipes/tool_calling/cpu_experiment.py evaluate --model M --out base_eval.json
+    python recipes/tool_calling/cpu_experiment.py train --model M --workdir W --method saw_gdpo --seed 0 --steps 25
+    python recipes/tool_calling/cpu_experiment.py collect --workdir W --out results --methods ... --seeds ...
+
+Task, split, prompt and rewards: cpu_task.py. Every method is `SAWGRPOTrainer`; the baselines have
+`saw_dynamic=False`, which is exactly TRL's GRPOTrainer (tests/test_trl_trainer.py). Per seed, every
+method sees the same model and the same data order (TRL's sampler is seeded by `seed`). A run writes
+`runs/<method>_seed<seed>/trainer_state.json` (TRL's log_history), `heldout.json` (greedy accuracy on
+the 80 held-out questions after training) and `run.json` (wall time, written last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpu_task  # noqa: E402
+
+METHODS = {  # method -> (SAW estimator, dynamic weights)
+    "grpo": ("saw_grpo", False),
+    "saw_grpo": ("saw_grpo", True),
+    "gdpo": ("saw_gdpo", False),
+    "saw_gdpo": ("saw_gdpo", True),
+}
+# The step budget and shape, fixed before the grid ran (README, "CPU experiment").
+PROMPTS_PER_STEP, GENERATIONS = 2, 4
+MAX_COMPLETION_TOKENS = 48
+LEARNING_RATE = 5e-5
+TEMPERATURE = 0.7  # at 1.0 the untrained model wrote a decodable call in ~1 of 10 samples
+TRAINED_TOP_LAYERS = 10  # of 30 decoder layers; the rest, and the (tied) embeddings, stay frozen
+EVAL_BATCH = 40
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """End of turn and every token holding a newline: an answer is the call's one line (cpu_task's prompt)."""
+    newline = [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
+    return [tokenizer.eos_token_id, *newline]
+
+
+def freeze_lower_layers(model) -> None:
+    """Train only the top TRAINED_TOP_LAYERS decoder layers and the final norm (backward stops below them)."""
+    layers = model.model.layers
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for module in (*layers[len(layers) - TRAINED_TOP_LAYERS :], model.model.norm):
+        for param in module.parameters():
+            param.requires_grad_(True)
+
+
+def run_dir(workdir: Path, method: str, seed: int) -> Path:
+    return workdir / "runs" / f"{method}_seed{seed}"
+
+
+def heldout_accuracy(model, tokenizer, entries: list[dict]) -> dict:
+    """Greedy answers to `entries`: {"format", "correct"} means of cpu_task's two scores and "n"."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    scores = {"format": [], "correct": []}
+    for start in range(0, len(entries), EVAL_BATCH):
+        batch = entries[start : start + EVAL_BATCH]
+        inputs = tokenizer(
+            [cpu_task.prompt_text(e, tokenizer) for e in batch], return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        with torch.no_grad():
+            out = model.generate(
+                **inputs, max_new_tokens=MAX_COMPLETION_TOKENS, do_sample=False, eos_token_id=stop_token_ids(tokenizer)
+            )
+        for entry, tokens in zip(batch, out[:, inputs["input_ids"].shape[1] :], strict=True):
+            answer = cpu_task.ANSWER_PREFIX + tokenizer.decode(tokens, skip_special_tokens=True)
+            scores["format"].append(cpu_task.format_score(answer, entry["function"]))
+            scores["correct"].append(cpu_task.correct_score(answer, entry["function"], entry["ground_truth"]))
+    return {key: sum(values) / len(values) for key, values in scores.items()} | {"n": len(entries)}
+
+
+def load(model_path: Path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), AutoTokenizer.from_pretrained(model_path)
+
+
+def evaluate(model_path: Path, out: Path) -> None:
+    """Held-out greedy accuracy of the untrained model (the same for every run: one model, greedy)."""
+    model, tokenizer = load(model_path)
+    start = time.perf_counter()
+    result = heldout_accuracy(model.eval(), tokenizer, cpu_task.split_entries()[1])
+    out.write_text(json.dumps(result | {"wall_s": round(time.perf_counter() - start, 1)}))
+
+
+def train(model_path: Path, workdir: Path, method: str, seed: int, steps: int) -> None:
+    """One run: `steps` GRPO steps on the 320 training questions, then held-out greedy accuracy."""
+    from datasets import Dataset
+
+    from saw_verl.integrations.trl import SAWGRPOConfig, SAWGRPOTrainer
+
+    estimator, dynamic = METHODS[method]
+    out = run_dir(workdir, method, seed)
+    (out / "run.json").unlink(missing_ok=True)  # written again only if this run finishes
+    start = time.perf_counter()
+    model, tokenizer = load(model_path)
+    freeze_lower_layers(model)
+    args = SAWGRPOConfig(
+        output_dir=str(out), saw_estimator=estimator, saw_dynamic=dynamic, saw_reward_min=[0.0, 0.0],
+        num_generations=GENERATIONS, per_device_train_batch_size=PROMPTS_PER_STEP * GENERATIONS,
+        gradient_accumulation_steps=1, max_steps=steps, max_completion_length=MAX_COMPLETION_TOKENS,
+        temperature=TEMPERATURE, learning_rate=LEARNING_RATE, lr_scheduler_type="constant", weight_decay=0.0, beta=0.0,
+        seed=seed, use_cpu=True, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        generation_kwargs={"eos_token_id": stop_token_ids(tokenizer)},
+    )  # fmt: skip
+    train_entries, heldout_entries = cpu_task.split_entries()
+    dataset = Dataset.from_list(cpu_task.dataset_rows(train_entries, tokenizer))
+    trainer = SAWGRPOTrainer(
+        model, [cpu_task.format_reward, cpu_task.correct_reward], args=args, train_dataset=dataset,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    trainer.save_state()
+    train_s = time.perf_counter() - start
+    heldout = heldout_accuracy(trainer.model.eval(), tokenizer, heldout_entries)
+    (out / "heldout.json").write_text(json.dumps(heldout))
+    run = {"method": method, "seed": seed, "steps": steps, "train_wall_s": round(train_s, 1),
+           "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+    (out / "run.json").write_text(json.dumps(run))
+
+
+def step_rows(state_path: Path, method: str, seed: int) -> list[dict]:
+    """Per-step rows (recipes/cpu_demo/analyze.py's format) from TRL's log_history."""
+    rows = []
+    for entry in json.loads(state_path.read_text())["log_history"]:
+        if f"saw/{cpu_task.REWARD_KEYS[0]}/weight" not in entry:  # the final train summary
+            continue
+        row = {"method": method, "seed": seed, "step": entry["step"]}
+        row.update({key: entry[f"rewards/{key}/mean"] for key in cpu_task.REWARD_KEYS})
+        row.update({f"weight/{key}": entry[f"saw/{key}/weight"] for key in cpu_task.REWARD_KEYS})
+        row["step_time_s"] = entry.get("step_time")
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
+    """metrics.csv, runs.csv (with held-out accuracy after training) from every run; 1 if a run did not finish."""
+    runs, metrics, missing = [], [], []
+    for seed in seeds:
+        for method in methods:
+            folder = run_dir(workdir, method, seed)
+            if not (folder / "run.json").exists():
+                missing.append(f"{method} seed {seed} ({folder})")
+                continue
+            heldout = json.loads((folder / "heldout.json").read_text())
+            runs.append(json.loads((folder / "run.json").read_text())
+                        | {"heldout_format": heldout["format"], "heldout_correct": heldout["correct"]})  # fmt: skip
+            metrics += step_rows(folder / "trainer_state.json", method, seed)
+    for rows, name in ((runs, "runs.csv"), (metrics, "metrics.csv")):
+        if rows:
+            write_csv(out / name, rows)
+    if missing:
+        print("runs that did not finish: " + "; ".join(missing), file=sys.stderr)
+    return 1 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["evaluate", "train", "collect"])
+    parser.add_argument("--model", type=Path, help="the Hugging Face folder prepare_smollm2.py wrote")
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--out", type=Path, help="evaluate: the JSON to write; collect: the results folder")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=["gdpo", "saw_gdpo"])
+    parser.add_argument("--method", choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=25)
+    args = parser.parse_args(argv)
+    needed = {"evaluate": ("model", "out"), "train": ("model", "workdir", "method"), "collect": ("workdir", "out")}
+    absent = [f"--{name}" for name in needed[args.command] if getattr(args, name) is None]
+    if absent:
+        parser.error(f"{args.command} needs {' '.join(absent)}")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.command == "evaluate":
+        evaluate(args.model.expanduser().resolve(), args.out)
+    elif args.command == "train":
+        train(args.model.expanduser().resolve(), args.workdir.expanduser().resolve(), args.method, args.seed, args.steps)
+    else:
+        return collect(args.workdir.expanduser().resolve(), args.out, args.methods, args.seeds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
