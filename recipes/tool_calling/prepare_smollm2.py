@@ -4,9 +4,9 @@
     python recipes/tool_calling/prepare_smollm2.py --out ~/models/smollm2-135m-instruct [--gguf FILE]
 
 transformers dequantizes the Q4_1 weights to float32 (134.5M parameters); `save_pretrained` writes them
-with the tokenizer and its ChatML chat template. The GGUF's tokenizer metadata names `<|im_start|>` as the
-end-of-sequence token; the folder gets SmolLM2's real one, `<|im_end|>`, which also pads, so that
-generation stops at the end of the assistant turn (the model's own generation_config already says id 2).
+with the tokenizer and its ChatML chat template. transformers' GGUF tokenizer converter (5.10) takes the
+begin-of-sequence token, `<|im_start|>`, as end of sequence; the folder gets SmolLM2's end of turn,
+`<|im_end|>`, as eos and padding, so that generation stops at the end of the assistant turn.
 """
 
 from __future__ import annotations
