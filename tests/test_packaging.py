@@ -72,22 +72,22 @@ def test_fresh_venv_registers_estimators_through_entry_point(wheel, tmp_path):
     assert result.stdout.startswith("ok saw_verl.integrations.verl.plugin"), result.stdout
 
 
-def test_core_imports_no_trainer():
-    code = (
-        "import sys, saw_verl, saw_verl.integrations\n"
-        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'verl', 'trl', 'openrlhf', 'ray', 'transformers'})\n"
-        "assert not loaded, f'import saw_verl loaded {loaded}'\n"
-    )
+def assert_import_loads_none_of(statement: str, forbidden: set[str]) -> None:
+    """Run `statement` in a fresh interpreter; fail naming any top-level package of `forbidden` it loaded."""
+    code = "\n".join([
+        "import sys",
+        statement,
+        f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & {set(forbidden)!r})",
+        f"assert not loaded, {statement + ' loaded '!r} + str(loaded)",
+    ])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_core_imports_no_trainer():
+    assert_import_loads_none_of("import saw_verl, saw_verl.integrations", {"verl", "trl", "openrlhf", "ray", "transformers"})
 
 
 def test_openrlhf_setup_hook_imports_only_the_standard_library():
     """The hook runs in every Ray worker (vLLM engines too): no torch, numpy or trainer on import."""
-    code = (
-        "import sys, saw_verl.integrations.openrlhf.hook\n"
-        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'openrlhf', 'ray', 'vllm'})\n"
-        "assert not loaded, f'the setup hook loaded {loaded}'\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert_import_loads_none_of("import saw_verl.integrations.openrlhf.hook", {"torch", "numpy", "openrlhf", "ray", "vllm"})
