@@ -88,7 +88,8 @@ def _check_folder(folder: Path) -> tuple:
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert tokenizer.eos_token == tokenizer.pad_token == "<|im_end|>"
     assert model.config.eos_token_id == model.generation_config.eos_token_id == end_of_turn
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    messages = [{"role": "user", "content": "hi"}]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert text.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     return model, tokenizer
 
@@ -140,7 +141,8 @@ def test_rewards_on_every_real_question():
     train, held_out = cpu_task.split_entries()
     entries = train + held_out
     rows = {row["id"]: row for row in cpu_task.dataset_rows(entries, _PlainTemplate())}
-    right = [json.dumps({"name": n, "parameters": p}) + "\n" for e in entries for c in _answer_from_truth(e["ground_truth"]) for n, p in c.items()]
+    calls = [_answer_from_truth(e["ground_truth"]) for e in entries]  # simple_python: one call each
+    right = [json.dumps({"name": name, "parameters": args}) + "\n" for (call,) in calls for name, args in call.items()]
     other = [json.dumps({"name": "get_weather", "parameters": {"city": "Paris"}}) + "\n"] * len(entries)
     prose = ["The answer is 42.\n"] * len(entries)
     columns = {key: [rows[e["id"]][key] for e in entries] for key in ("functions", "ground_truth")}

@@ -67,9 +67,8 @@ def heldout_accuracy(model, tokenizer, entries: list[dict]) -> dict:
     scores = {"format": [], "correct": []}
     for start in range(0, len(entries), EVAL_BATCH):
         batch = entries[start : start + EVAL_BATCH]
-        inputs = tokenizer(
-            [cpu_task.prompt_text(e, tokenizer) for e in batch], return_tensors="pt", padding=True, add_special_tokens=False
-        )
+        prompts = [cpu_task.prompt_text(e, tokenizer) for e in batch]
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             out = model.generate(
                 **inputs, max_new_tokens=MAX_COMPLETION_TOKENS, do_sample=False, eos_token_id=stop_token_ids(tokenizer)
@@ -86,7 +85,8 @@ def load(model_path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(1)
-    return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32), AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(model_path)
 
 
 def evaluate(model_path: Path, out: Path) -> None:
@@ -155,6 +155,23 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def heldout_table(runs: list[dict], untrained: dict) -> str:
+    """Markdown: held-out greedy accuracy per run, and each SAW run minus its baseline on the same seed."""
+    lines = [
+        f"Untrained model: format {untrained['format']:.3f}, correct {untrained['correct']:.3f} (n = {untrained['n']})",
+        "",
+        "| method | seed | held-out format | held-out correct | paired Δ format | paired Δ correct |",
+        "|---|---|---|---|---|---|",
+    ]
+    by_key = {(r["method"], r["seed"]): r for r in runs}
+    for r in runs:
+        base = by_key.get((r["method"].removeprefix("saw_"), r["seed"])) if r["method"].startswith("saw_") else None
+        deltas = [f"{r[k] - base[k]:+.3f}" if base else "" for k in ("heldout_format", "heldout_correct")]
+        cells = [r["method"], str(r["seed"]), f"{r['heldout_format']:.3f}", f"{r['heldout_correct']:.3f}", *deltas]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
     """metrics.csv, runs.csv (with held-out accuracy after training) from every run; 1 if a run did not finish."""
     runs, metrics, missing = [], [], []
@@ -171,6 +188,8 @@ def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> i
     for rows, name in ((runs, "runs.csv"), (metrics, "metrics.csv")):
         if rows:
             write_csv(out / name, rows)
+    if runs:
+        (out / "heldout.md").write_text(heldout_table(runs, json.loads((out / "heldout_untrained.json").read_text())))
     if missing:
         print("runs that did not finish: " + "; ".join(missing), file=sys.stderr)
     return 1 if missing else 0
@@ -196,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         evaluate(args.model.expanduser().resolve(), args.out)
     elif args.command == "train":
-        train(args.model.expanduser().resolve(), args.workdir.expanduser().resolve(), args.method, args.seed, args.steps)
+        workdir = args.workdir.expanduser().resolve()
+        train(args.model.expanduser().resolve(), workdir, args.method, args.seed, args.steps)
     else:
         return collect(args.workdir.expanduser().resolve(), args.out, args.methods, args.seeds)
     return 0

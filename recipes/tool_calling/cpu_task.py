@@ -78,7 +78,8 @@ def correct_score(answer: str, functions: list[dict], ground_truth: list[dict]) 
 
 def prompt_text(entry: dict, tokenizer) -> str:
     """The model's input: the chat-templated messages, the assistant turn opened, then ANSWER_PREFIX."""
-    return tokenizer.apply_chat_template(prompt_messages(entry), add_generation_prompt=True, tokenize=False) + ANSWER_PREFIX
+    chat = tokenizer.apply_chat_template(prompt_messages(entry), add_generation_prompt=True, tokenize=False)
+    return chat + ANSWER_PREFIX
 
 
 def format_reward(completions: list[str], functions: list[str], **kwargs) -> list[float]:
