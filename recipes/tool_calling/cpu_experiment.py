@@ -14,7 +14,7 @@ the 80 held-out questions after training) and `run.json` (wall time, written las
 from __future__ import annotations
 
 import argparse
-import csv
+import importlib.util
 import json
 import os
 import sys
@@ -23,6 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpu_task  # noqa: E402
+
+# The TRL demo's run layout, log parsing and CSV writer (recipes/trl_demo/experiment.py is not a package)
+_spec = importlib.util.spec_from_file_location(
+    "saw_trl_demo_experiment", Path(__file__).resolve().parent.parent / "trl_demo" / "experiment.py"
+)
+TRL_DEMO = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(TRL_DEMO)
+run_dir, write_csv = TRL_DEMO.run_dir, TRL_DEMO.write_csv
 
 METHODS = {  # method -> (SAW estimator, dynamic weights)
     "grpo": ("saw_grpo", False),
@@ -53,10 +61,6 @@ def freeze_lower_layers(model) -> None:
     for module in (*layers[len(layers) - TRAINED_TOP_LAYERS :], model.model.norm):
         for param in module.parameters():
             param.requires_grad_(True)
-
-
-def run_dir(workdir: Path, method: str, seed: int) -> Path:
-    return workdir / "runs" / f"{method}_seed{seed}"
 
 
 def heldout_accuracy(model, tokenizer, entries: list[dict]) -> dict:
@@ -133,28 +137,6 @@ def train(model_path: Path, workdir: Path, method: str, seed: int, steps: int) -
     (out / "run.json").write_text(json.dumps(run))
 
 
-def step_rows(state_path: Path, method: str, seed: int) -> list[dict]:
-    """Per-step rows (recipes/cpu_demo/analyze.py's format) from TRL's log_history."""
-    rows = []
-    for entry in json.loads(state_path.read_text())["log_history"]:
-        if f"saw/{cpu_task.REWARD_KEYS[0]}/weight" not in entry:  # the final train summary
-            continue
-        row = {"method": method, "seed": seed, "step": entry["step"]}
-        row.update({key: entry[f"rewards/{key}/mean"] for key in cpu_task.REWARD_KEYS})
-        row.update({f"weight/{key}": entry[f"saw/{key}/weight"] for key in cpu_task.REWARD_KEYS})
-        row["step_time_s"] = entry.get("step_time")
-        rows.append(row)
-    return rows
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def heldout_table(runs: list[dict], untrained: dict) -> str:
     """Markdown: held-out greedy accuracy per run, and each SAW run minus its baseline on the same seed."""
     lines = [
@@ -184,7 +166,7 @@ def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> i
             heldout = json.loads((folder / "heldout.json").read_text())
             runs.append(json.loads((folder / "run.json").read_text())
                         | {"heldout_format": heldout["format"], "heldout_correct": heldout["correct"]})  # fmt: skip
-            metrics += step_rows(folder / "trainer_state.json", method, seed)
+            metrics += TRL_DEMO.step_rows(folder / "trainer_state.json", method, seed, cpu_task.REWARD_KEYS)
     for rows, name in ((runs, "runs.csv"), (metrics, "metrics.csv")):
         if rows:
             write_csv(out / name, rows)

@@ -111,18 +111,27 @@ def train(workdir: Path, method: str, seed: int, steps: int) -> None:
                                               "wall_s": round(time.perf_counter() - start, 1)}))
 
 
-def step_rows(state_path: Path, method: str, seed: int) -> list[dict]:
+def step_rows(state_path: Path, method: str, seed: int, keys=REWARD_KEYS) -> list[dict]:
     """Per-step rows in recipes/cpu_demo/analyze.py's format, from TRL's trainer_state.json log_history."""
     rows = []
     for entry in json.loads(state_path.read_text())["log_history"]:
-        if f"saw/{REWARD_KEYS[0]}/weight" not in entry:  # the final train summary
+        if f"saw/{keys[0]}/weight" not in entry:  # the final train summary
             continue
         row = {"method": method, "seed": seed, "step": entry["step"]}
-        row.update({key: entry[f"rewards/{key}/mean"] for key in REWARD_KEYS})
-        row.update({f"weight/{key}": entry[f"saw/{key}/weight"] for key in REWARD_KEYS})
+        row.update({key: entry[f"rewards/{key}/mean"] for key in keys})
+        row.update({f"weight/{key}": entry[f"saw/{key}/weight"] for key in keys})
         row["step_time_s"] = entry.get("step_time")
         rows.append(row)
     return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """rows (dicts with the same keys) -> a CSV with a header, creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
@@ -138,11 +147,7 @@ def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> i
             metrics += step_rows(folder / "trainer_state.json", method, seed)
     for rows, name in ((runs, "runs.csv"), (metrics, "metrics.csv")):
         if rows:
-            out.mkdir(parents=True, exist_ok=True)
-            with open(out / name, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+            write_csv(out / name, rows)
     if missing:
         print("runs that did not finish: " + "; ".join(missing), file=sys.stderr)
     return 1 if missing else 0
