@@ -1,15 +1,18 @@
-"""Stage 1 of every SAW call: block partials of the batch statistics, the status word's inputs, and
-(GDPO) per-key group pieces plus the per-row token counts of the mask, all in ONE launch.
+"""Stage 1 of every SAW call: block partials of the batch statistics, the status word's inputs, the group
+pieces, and (GDPO) the per-row token counts of the mask, all in ONE launch.
 
 _stats_kernel, programs [0, P): a block of BLOCK_S sorted positions (rows gathered through the sort
   order) -> per key: sum, M2 about the block mean, max, min (partials (4, P, K)); the first non-finite
-  reward of the block as a flat index row * K + key (N * K if none); GDPO: per-key group pieces.
+  reward of the block as a flat index row * K + key (N * K if none); then
+  GDPO: per-key group pieces (mean, M2, max, min: common.store_pieces);
+  GRPO: the weight-free moments of each group piece (summed_moments.store_moments) and each row's group
+  run [first, stop) of sorted positions into bounds (2, N).
   Programs [P, P + T) (GDPO only): TOKEN_ROWS rows of the mask each -> n_j = sum_t mask (float64), the
   count of entries other than 0 / 1, and a bit copy of the mask (N, ceil(L / 8)) uint8.
-batch_summary (jit, called by the stage-2 kernels): merges the P partials in a fixed order
+batch_summary (jit, called by the kernels after stage 1): merges the P partials in a fixed order
   (mean = sum / N; M2 = sum_b M2_b + n_b (mean_b - mean)^2) and applies spec Step 1 -> weights, cv, mean,
-  std, coef = weight * alpha. Every stage-2 program computes it (same inputs, same order, same bits);
-  program 0 stores it and the status word. Readable reference: saw_verl.reference.reference_weights.
+  std, coef = weight * alpha. Every program that needs it computes it (same inputs, same order, same
+  bits); one stores it and the status word. Readable reference: saw_verl.reference.reference_weights.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .common import DELTA, OFFICIAL_EPS_AT, PER_KEY, run_flags, store_pieces
+from .common import DELTA, OFFICIAL_EPS_AT, PER_KEY, bound, load_rewards, run_flags, store_pieces
+from .summed_moments import store_moments
 
 PARTIAL_STATS = 4  # sum, M2, max, min
 TOKEN_TILE = 4096  # mask elements per step of a token-counting program
@@ -26,15 +30,9 @@ NUM_WARPS = 8
 
 
 @triton.jit
-def load_rewards(rewards_ptr, stride_n, stride_k, rows, inside, keys, K):
-    """(R, BLOCK_K) rewards of `rows` as float64, 0 outside."""
-    take = inside[:, None] & (keys < K)[None, :]
-    return tl.load(rewards_ptr + rows[:, None] * stride_n + keys[None, :] * stride_k, mask=take, other=0).to(tl.float64)
-
-
-@triton.jit
 def _block_partials(rewards_ptr, stride_n, stride_k, sorted_ptr, order_ptr, partials_ptr, bad_ptr, pieces_ptr,
-                    N, K, P, program, BLOCK_S: tl.constexpr, BLOCK_K: tl.constexpr, GDPO: tl.constexpr):
+                    bounds_ptr, N, K, P, STEPS, program, BLOCK_S: tl.constexpr, BLOCK_K: tl.constexpr,
+                    GDPO: tl.constexpr):
     block_start = program.to(tl.int64) * BLOCK_S
     positions = block_start + tl.arange(0, BLOCK_S)
     inside = positions < N
@@ -53,9 +51,16 @@ def _block_partials(rewards_ptr, stride_n, stride_k, sorted_ptr, order_ptr, part
     flat = rows[:, None] * K + keys[None, :]
     bad = live & ((x != x) | (tl.abs(x) == float("inf")))
     tl.store(bad_ptr + program, tl.min(tl.min(tl.where(bad, flat, N * K), axis=1), axis=0))
+    ids, starts, ends = run_flags(sorted_ptr, positions, inside, block_start, N, BLOCK_S)
     if GDPO:
-        _, starts, ends = run_flags(sorted_ptr, positions, inside, block_start, N, BLOCK_S)
         store_pieces(x, starts, ends, pieces_ptr, N, positions, keys, K)
+    else:  # the moments of the rewards about the group's first row (summed_moments), each row's group run
+        first = bound(sorted_ptr, ids, N, STEPS, False)
+        rep = tl.load(order_ptr + first, mask=inside, other=0)
+        y = x - load_rewards(rewards_ptr, stride_n, stride_k, rep, inside, keys, K)
+        store_moments(y, starts, ends, pieces_ptr, positions, keys, K)
+        tl.store(bounds_ptr + rows, first, mask=inside)
+        tl.store(bounds_ptr + N + rows, bound(sorted_ptr, ids, N, STEPS, True), mask=inside)
 
 
 @triton.jit
@@ -81,17 +86,17 @@ def _count_tokens(mask_ptr, mask_stride_n, mask_stride_l, tokens_ptr, odd_ptr, b
     tl.store(odd_ptr + rows, tl.sum(odd, axis=1), mask=inside)
 
 
-@triton.jit(do_not_specialize=["N", "K", "P", "BYTES"])  # sizes: no recompile per batch
+@triton.jit(do_not_specialize=["N", "K", "P", "BYTES", "STEPS"])  # sizes: no recompile per batch
 def _stats_kernel(
-    rewards_ptr, stride_n, stride_k, sorted_ptr, order_ptr, partials_ptr, bad_ptr, pieces_ptr,
-    mask_ptr, mask_stride_n, mask_stride_l, tokens_ptr, odd_ptr, bits_ptr, N, K, L, BYTES, P,
+    rewards_ptr, stride_n, stride_k, sorted_ptr, order_ptr, partials_ptr, bad_ptr, pieces_ptr, bounds_ptr,
+    mask_ptr, mask_stride_n, mask_stride_l, tokens_ptr, odd_ptr, bits_ptr, N, K, L, BYTES, P, STEPS,
     BLOCK_S: tl.constexpr, BLOCK_K: tl.constexpr, GDPO: tl.constexpr, BLOCK_L: tl.constexpr,
     TOKEN_ROWS: tl.constexpr,
 ):
     program = tl.program_id(0)
     if program < P:
         _block_partials(rewards_ptr, stride_n, stride_k, sorted_ptr, order_ptr, partials_ptr, bad_ptr, pieces_ptr,
-                        N, K, P, program, BLOCK_S, BLOCK_K, GDPO)
+                        bounds_ptr, N, K, P, STEPS, program, BLOCK_S, BLOCK_K, GDPO)
     elif GDPO:
         _count_tokens(mask_ptr, mask_stride_n, mask_stride_l, tokens_ptr, odd_ptr, bits_ptr, N, L, BYTES,
                       program - P, BLOCK_L, TOKEN_ROWS)

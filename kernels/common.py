@@ -7,8 +7,9 @@ statistics within ~1e-12 of the float64 reference for fp64 / fp32 / bf16 / fp16 
 Groups: the caller sorts the group ids (any int64 values) once. A group is a run [s, e) of equal ids
 in the sorted order, found by binary search; no array is ever sized by an id value. Each block of
 BLOCK_S sorted positions stores, at the last position of every run it holds, that piece's
-(mean, M2, max, min) ("pieces", from a segmented scan); a group's statistics merge its pieces in
-block order, so a group of any size is reduced in parallel, in a fixed order, without atomics.
+(mean, M2, max, min) per key ("pieces", from a segmented scan; GRPO stores moments instead,
+summed_moments.py); a group's statistics merge its pieces in block order, so a group of any size is
+reduced in parallel, in a fixed order, without atomics.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def constants_vector(delta: float, epsilon: float, official_eps: float, whiten_e
 def search_steps(n: int) -> int:
     """Bisection steps that narrow any range [0, n] to one point."""
     return max(1, n.bit_length() + 1)
+
+
+@triton.jit
+def load_rewards(rewards_ptr, stride_n, stride_k, rows, inside, keys, K):
+    """(R, BLOCK_K) rewards of `rows` as float64, 0 outside."""
+    take = inside[:, None] & (keys < K)[None, :]
+    return tl.load(rewards_ptr + rows[:, None] * stride_n + keys[None, :] * stride_k, mask=take, other=0).to(tl.float64)
 
 
 @triton.jit

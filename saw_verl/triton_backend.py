@@ -17,7 +17,7 @@ from saw_verl.config import SawConfig
 from saw_verl.result import OFFICIAL_EPS, WHITEN_EPS, SawResult
 from saw_verl.torch_backend import non_finite_error, too_few_tokens_error
 
-LAUNCHES = {"grpo": 4, "gdpo": 4}  # torch.sort + 3 Triton kernels
+LAUNCHES = {"grpo": 3, "gdpo": 4}  # torch.sort + 2 (GRPO) or 3 (GDPO) Triton kernels
 HOST_SYNCS = 1
 
 

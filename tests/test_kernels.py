@@ -91,6 +91,19 @@ def test_constant_groups_are_exactly_zero_and_constant_keys_get_zero_weight(mode
         assert (result.advantages.cpu()[group_ids == 0] == 0).all()
 
 
+@pytest.mark.parametrize("dynamic", [False, True], ids=["dynamic-false", "dynamic"])
+def test_grpo_group_with_a_constant_sum_of_varying_keys_is_exactly_zero(dynamic):
+    """Complementary 0/1 keys with equal weights: every R(j) equals 1 while both keys vary in every group (sizes
+    3, 4 and 3; means 2/3, 1/2, 1/3): the z-scores are exactly 0, as the reference's max == min gives."""
+    format_ok = torch.tensor([1, 0, 1, 1, 0, 1, 0, 1, 0, 0], dtype=torch.float64)
+    rewards = torch.stack([format_ok, 1 - format_ok], dim=1)  # batch means 0.5 and 0.5: equal CVs, equal weights
+    group_ids = torch.tensor([4, 9, 4, 9, 4, 9, 9, 2, 2, 2])
+    config = SawConfig(("format", "correct"), mode="grpo", dynamic=dynamic)
+    result = run_and_compare(rewards, group_ids, torch.ones(10, 5, dtype=torch.int64), config)
+    assert result.weights[0].item() == result.weights[1].item()
+    assert (result.advantages.cpu() == 0).all(), result.advantages
+
+
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
 @pytest.mark.parametrize("layout", ["contiguous", "every-other-column", "transposed"])
 @pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.int32, torch.float32], ids=str)

@@ -46,31 +46,27 @@ def stage_pointers(rewards=torch.float64, ids=torch.int64):
                 order_ptr="*i64", partials_ptr="*fp64", bad_ptr="*i64", pieces_ptr="*fp64", N="i32", K="i32", P="i32")
 
 
+def write_pointers(mask):
+    return dict(mask_ptr=POINTER[mask], stride_n="i64", stride_l="i32", out_ptr="*fp32", status_ptr="*fp64",
+                consts_ptr="*fp64", N="i32", K="i32", L="i32", P="i32")
+
+
 @pytest.mark.parametrize("gdpo,rewards,mask,ids,keys,length", [
     (False, torch.float64, torch.int64, torch.int64, 3, 1024),
     (True, torch.float32, torch.bool, torch.int32, 3, 4096),
     (True, torch.bfloat16, torch.int64, torch.int64, 16, 20),
     (True, torch.float16, torch.float32, torch.int64, 1, 1024),
+    (False, torch.bfloat16, torch.bool, torch.int32, 16, 20),
 ], ids=str)
 def test_stats_kernel_compiles(gdpo, rewards, mask, ids, keys, length):
     token_rows, block_l = batch_stats.token_tile(length)
     compile_for_sm90(
         batch_stats._stats_kernel, batch_stats.NUM_WARPS,
-        dict(stage_pointers(rewards, ids), mask_ptr=POINTER[mask], mask_stride_n="i64", mask_stride_l="i32",
-             tokens_ptr="*fp64", odd_ptr="*i32", bits_ptr="*u8", L="i32", BYTES="i32"),
+        dict(stage_pointers(rewards, ids), bounds_ptr="*i64", mask_ptr=POINTER[mask], mask_stride_n="i64",
+             mask_stride_l="i32", tokens_ptr="*fp64", odd_ptr="*i32", bits_ptr="*u8", L="i32", BYTES="i32",
+             STEPS="i32"),
         dict(BLOCK_S=common.BLOCK_S, BLOCK_K=triton.next_power_of_2(keys), GDPO=gdpo, BLOCK_L=block_l,
              TOKEN_ROWS=token_rows),
-    )
-
-
-@pytest.mark.parametrize("paper,dynamic,rewards", [(True, True, torch.float64), (False, True, torch.bfloat16),
-                                                   (True, False, torch.float32)], ids=str)
-def test_grpo_pieces_kernel_compiles(paper, dynamic, rewards):
-    compile_for_sm90(
-        group_scores._grpo_pieces_kernel, batch_stats.NUM_WARPS,
-        dict(stage_pointers(rewards), consts_ptr="*fp64", summary_ptr="*fp64", status_ptr="*fp64",
-             bounds_ptr="*i64", STEPS="i32"),
-        dict(PAPER=paper, DYNAMIC=dynamic, BLOCK_K=4, **STAGE2),
     )
 
 
@@ -84,19 +80,31 @@ def test_gdpo_scores_kernel_compiles(paper, dynamic, norm_by_std, keys):
     )
 
 
-@pytest.mark.parametrize("gdpo,norm_by_std,mask,length", [
-    (False, True, torch.bool, 4096), (False, False, torch.int64, 20), (False, True, torch.float32, 1000),
-    (True, True, torch.int64, 4096), (True, True, torch.bool, 20), (True, True, torch.float16, 1000),
+@pytest.mark.parametrize("paper,dynamic,norm_by_std,rewards,mask,keys,length", [
+    (True, True, True, torch.float64, torch.bool, 3, 4096), (False, True, False, torch.bfloat16, torch.int64, 3, 20),
+    (True, False, True, torch.float32, torch.float32, 1, 1000), (True, True, True, torch.float16, torch.bool, 16, 20),
 ], ids=str)
-def test_write_kernel_compiles(gdpo, norm_by_std, mask, length):
+def test_grpo_write_kernel_compiles(paper, dynamic, norm_by_std, rewards, mask, keys, length):
+    block_k = triton.next_power_of_2(keys)
+    block_r, block_c = token_pass.tile_shape(length, block_k)
+    compile_for_sm90(
+        token_pass._grpo_write_kernel, token_pass.NUM_WARPS,
+        dict(write_pointers(mask), rewards_ptr=POINTER[rewards], reward_stride_n="i32", reward_stride_k="i32",
+             order_ptr="*i64", partials_ptr="*fp64", bad_ptr="*i64", summary_ptr="*fp64", moments_ptr="*fp64",
+             bounds_ptr="*i64"),
+        dict(PAPER=paper, DYNAMIC=dynamic, NORM_BY_STD=norm_by_std, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_K=block_k,
+             **STAGE2),
+    )
+
+
+@pytest.mark.parametrize("mask,length", [(torch.int64, 4096), (torch.bool, 20), (torch.float16, 1000)], ids=str)
+def test_gdpo_write_kernel_compiles(mask, length):
     block_r, block_c = token_pass.tile_shape(length)
     compile_for_sm90(
-        token_pass._write_kernel, token_pass.NUM_WARPS,
-        dict(mask_ptr=POINTER[mask], stride_n="i64", stride_l="i32", out_ptr="*fp32", status_ptr="*fp64",
-             consts_ptr="*fp64", N="i32", K="i32", L="i32", P="i32", rewards_ptr="*fp64", reward_stride_n="i32",
-             reward_stride_k="i32", summary_ptr="*fp64", pieces_ptr="*fp64", bounds_ptr="*i64",
-             scores_ptr="*fp64", whiten_ptr="*fp64", bits_ptr="*u8", odd_ptr="*i32", BYTES="i32"),
-        dict(GDPO=gdpo, NORM_BY_STD=norm_by_std, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_K=4, **STAGE2),
+        token_pass._gdpo_write_kernel, token_pass.NUM_WARPS,
+        dict(write_pointers(mask), scores_ptr="*fp64", whiten_ptr="*fp64", bits_ptr="*u8", odd_ptr="*i32",
+             BYTES="i32"),
+        dict(BLOCK_R=block_r, BLOCK_C=block_c, FINAL_BLOCK=common.FINAL_BLOCK),
     )
 
 

@@ -139,7 +139,7 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, thresholds: dict[str, flo
     return "\n".join(lines) + "\n" + notes
 
 
-def plot(metrics: pd.DataFrame, keys: list[str], path: Path) -> None:
+def plot(metrics: pd.DataFrame, keys: list[str], path: Path, title: str) -> None:
     """Row 1: each reward against the step; row 2: each SAW weight. Mean over seeds, band = min..max."""
     fig, axes = plt.subplots(2, len(keys), figsize=(5.5 * len(keys), 7), sharex=True, squeeze=False)
     methods = [m for m in METHOD_ORDER if m in set(metrics["method"])]
@@ -155,7 +155,7 @@ def plot(metrics: pd.DataFrame, keys: list[str], path: Path) -> None:
             if row == 1:
                 ax.set_xlabel("training step")
     axes[0][0].legend()
-    fig.suptitle("CPU demo: batch-mean training rewards and SAW weights (mean over seeds, band = min..max)")
+    fig.suptitle(f"{title}: batch-mean training rewards and SAW weights (mean over seeds, band = min..max)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
                         default=None, help="KEY=VALUE (repeatable); default format_reward=0.9, correct_reward=0.6")
     parser.add_argument("--window", type=int, default=5)
     parser.add_argument("--final_steps", type=int, default=5)
+    parser.add_argument("--title", default="CPU demo", help="what the figure's title names (the experiment)")
     args = parser.parse_args(argv)
     thresholds = dict(args.threshold or [("format_reward", 0.9), ("correct_reward", 0.6)])
     metrics = pd.read_csv(args.metrics)
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs.to_csv(args.out / "paired.csv", index=False)
     text = markdown(table, pairs, thresholds, args.window, args.final_steps)
     (args.out / "summary.md").write_text(text)
-    plot(metrics, reward_keys(metrics), args.out / "curves.png")
+    plot(metrics, reward_keys(metrics), args.out / "curves.png", args.title)
     print(text)
 
 

@@ -31,7 +31,8 @@ wait "$EVALUATION"
 # shellcheck disable=SC2086  # SEEDS and METHODS are lists
 "$PYTHON" "$EXPERIMENT" collect --workdir "$WORKDIR" --out "$OUT" --methods $METHODS --seeds $SEEDS
 "$PYTHON" "$HERE/../cpu_demo/analyze.py" --metrics "$OUT/metrics.csv" --out "$OUT" \
-    --threshold "format_reward=${FORMAT_THRESHOLD:-0.6}" --threshold "correct_reward=${CORRECT_THRESHOLD:-0.1}"
+    --threshold "format_reward=${FORMAT_THRESHOLD:-0.6}" --threshold "correct_reward=${CORRECT_THRESHOLD:-0.1}" \
+    --title "SmolLM2-135M on BFCL simple_python (TRL)"
 FIRST_SEED="${SEEDS%% *}"
 # shellcheck disable=SC2046
 "$PYTHON" -m saw_verl.plot $(for method in $METHODS; do echo "$WORKDIR/runs/${method}_seed$FIRST_SEED/trainer_state.json"; done) \

@@ -25,7 +25,7 @@ for seed in $SEEDS; do for method in $METHODS; do echo "$method $seed"; done; do
 # shellcheck disable=SC2086
 "$PYTHON" "$EXPERIMENT" collect --workdir "$WORKDIR" --out "$OUT" --methods $METHODS --seeds $SEEDS
 "$PYTHON" "$HERE/../cpu_demo/analyze.py" --metrics "$OUT/metrics.csv" --out "$OUT" \
-    --threshold format_reward=0.9 --threshold correct_reward=0.6
+    --threshold format_reward=0.9 --threshold correct_reward=0.6 --title "TRL demo"
 FIRST_SEED="${SEEDS%% *}"
 "$PYTHON" -m saw_verl.plot "$WORKDIR/runs/saw_grpo_seed$FIRST_SEED/trainer_state.json" \
     "$WORKDIR/runs/saw_gdpo_seed$FIRST_SEED/trainer_state.json" -o "$OUT/weights.png" \
