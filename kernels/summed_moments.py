@@ -69,9 +69,10 @@ def summed_zscores(rewards_ptr, stride_n, stride_k, order_ptr, moments_ptr, rows
         base = moments_ptr + (end - 1)[:, None] * (K + K * K)
         sums += tl.load(base + keys[None, :], mask=take, other=0)
         squares += tl.load(base + K + keys[None, :] * (K + 1), mask=take, other=0)
-        for key in range(0, K):
-            q_row = tl.load(base + K + key * K + keys[None, :], mask=take, other=0)
-            quadratic += tl.sum(tl.where(keys == key, coef, 0), axis=0) * tl.sum(q_row * coef[None, :], axis=1)
+        if NORM_BY_STD:  # only the std needs the off-diagonal moments
+            for key in range(0, K):
+                q_row = tl.load(base + K + key * K + keys[None, :], mask=take, other=0)
+                quadratic += tl.sum(tl.where(keys == key, coef, 0), axis=0) * tl.sum(q_row * coef[None, :], axis=1)
     weighted_sum = tl.sum(sums * coef[None, :], axis=1)  # c.S
     deviation = tl.sum(y * coef[None, :], axis=1) - weighted_sum / count
     varying = tl.max(tl.where(live & (coef != 0)[None, :] & (squares > 0), 1, 0), axis=1) > 0
