@@ -24,13 +24,13 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpu_task  # noqa: E402
 
-# The TRL demo's run layout, log parsing and CSV writer (recipes/trl_demo/experiment.py is not a package)
+# The TRL demo's run layout and run collection (recipes/trl_demo/experiment.py is not a package)
 _spec = importlib.util.spec_from_file_location(
     "saw_trl_demo_experiment", Path(__file__).resolve().parent.parent / "trl_demo" / "experiment.py"
 )
 TRL_DEMO = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(TRL_DEMO)
-run_dir, write_csv = TRL_DEMO.run_dir, TRL_DEMO.write_csv
+run_dir = TRL_DEMO.run_dir
 
 METHODS = {  # method -> (SAW estimator, dynamic weights)
     "grpo": ("saw_grpo", False),
@@ -154,26 +154,17 @@ def heldout_table(runs: list[dict], untrained: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def heldout_fields(folder: Path) -> dict:
+    heldout = json.loads((folder / "heldout.json").read_text())
+    return {"heldout_format": heldout["format"], "heldout_correct": heldout["correct"]}
+
+
 def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
-    """metrics.csv, runs.csv (with held-out accuracy after training) from every run; 1 if a run did not finish."""
-    runs, metrics, missing = [], [], []
-    for seed in seeds:
-        for method in methods:
-            folder = run_dir(workdir, method, seed)
-            if not (folder / "run.json").exists():
-                missing.append(f"{method} seed {seed} ({folder})")
-                continue
-            heldout = json.loads((folder / "heldout.json").read_text())
-            runs.append(json.loads((folder / "run.json").read_text())
-                        | {"heldout_format": heldout["format"], "heldout_correct": heldout["correct"]})  # fmt: skip
-            metrics += TRL_DEMO.step_rows(folder / "trainer_state.json", method, seed, cpu_task.REWARD_KEYS)
-    for rows, name in ((runs, "runs.csv"), (metrics, "metrics.csv")):
-        if rows:
-            write_csv(out / name, rows)
+    """metrics.csv, runs.csv (with held-out accuracy after training) and heldout.md from every run; 1 if a run
+    did not finish."""
+    runs, missing = TRL_DEMO.collect_runs(workdir, out, methods, seeds, cpu_task.REWARD_KEYS, heldout_fields)
     if runs:
         (out / "heldout.md").write_text(heldout_table(runs, json.loads((out / "heldout_untrained.json").read_text())))
-    if missing:
-        print("runs that did not finish: " + "; ".join(missing), file=sys.stderr)
     return 1 if missing else 0
 
 

@@ -134,8 +134,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
-    """metrics.csv and runs.csv from every run's folder; 1 if a run did not finish."""
+def collect_runs(workdir: Path, out: Path, methods: list[str], seeds: list[int], keys=REWARD_KEYS,
+                 run_fields=lambda folder: {}) -> tuple[list[dict], list[str]]:
+    """metrics.csv and runs.csv (each run.json | run_fields(folder)) from every run's folder -> (runs, the runs
+    that did not finish, reported on stderr)."""
     runs, metrics, missing = [], [], []
     for seed in seeds:
         for method in methods:
@@ -143,14 +145,19 @@ def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> i
             if not (folder / "run.json").exists():
                 missing.append(f"{method} seed {seed} ({folder})")
                 continue
-            runs.append(json.loads((folder / "run.json").read_text()))
-            metrics += step_rows(folder / "trainer_state.json", method, seed)
+            runs.append(json.loads((folder / "run.json").read_text()) | run_fields(folder))
+            metrics += step_rows(folder / "trainer_state.json", method, seed, keys)
     for rows, name in ((runs, "runs.csv"), (metrics, "metrics.csv")):
         if rows:
             write_csv(out / name, rows)
     if missing:
         print("runs that did not finish: " + "; ".join(missing), file=sys.stderr)
-    return 1 if missing else 0
+    return runs, missing
+
+
+def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
+    """metrics.csv and runs.csv from every run's folder; 1 if a run did not finish."""
+    return 1 if collect_runs(workdir, out, methods, seeds)[1] else 0
 
 
 def main(argv: list[str] | None = None) -> int:
