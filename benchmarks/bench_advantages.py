@@ -35,7 +35,7 @@ def floor_bytes(tokens: int, mask_dtype: torch.dtype) -> int:
 
 
 def triton_bytes(tokens: int, mask_dtype: torch.dtype, mode: str) -> float:
-    """What saw-triton moves for a 0/1 mask (kernels/token_pass.py): GDPO adds the bit copy, 1/8 B written + read."""
+    """What saw-triton moves for a 0/1 mask (kernels/gdpo.py): GDPO adds the bit copy, 1/8 B written + read."""
     return floor_bytes(tokens, mask_dtype) + (tokens / 4 if mode == "gdpo" else 0)
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from saw_verl import SawConfig, group_ids_from_index, rewards_from_columns, saw_advantages
+from saw_verl import SawConfig, saw_advantages
 
 GROUP_SIZE = 16
 PROMPT_LENGTH = 16
@@ -50,7 +50,7 @@ def make_workload(n: int, length: int, num_keys: int, device="cpu", mask_dtype=t
     last_token = torch.zeros(n, length, dtype=torch.float32)
     last_token[torch.arange(n), lengths - 1] = rewards.sum(dim=1).float()
     attention = torch.cat([torch.ones(n, PROMPT_LENGTH, dtype=torch.int64), mask.long()], dim=1)
-    group_ids, _ = group_ids_from_index(uid)
+    group_ids = torch.from_numpy(shuffled // GROUP_SIZE)  # uid's groups, numbered densely
     to = dict(device=device)
     return Workload(
         keys, rewards.to(**to), group_ids.to(**to), mask.to(**to), {**columns, "uid": uid},
@@ -73,6 +73,8 @@ def saw_from_columns(mode: str, dynamic: bool = True) -> Callable[[Workload], Ca
     """SAW from verl's inputs (non_tensor_batch columns + uid), as an estimator does: columns -> tensors -> math."""
 
     def bind(w: Workload):
+        from saw_verl.integrations.verl.columns import group_ids_from_index, rewards_from_columns
+
         cfg = SawConfig(w.keys, mode=mode, dynamic=dynamic)
         n = w.response_mask.shape[0]
 

@@ -14,14 +14,12 @@ import importlib
 
 _EXPORTS = {
     "SawConfig": "saw_verl.config",
-    "SawInputError": "saw_verl.config",
+    "SawInputError": "saw_verl.errors",
     "SawResult": "saw_verl.result",
     "BatchWeights": "saw_verl.weights",
     "batch_weights": "saw_verl.weights",
     "metric_name": "saw_verl.weights",
     "step_metrics": "saw_verl.weights",
-    "group_ids_from_index": "saw_verl.advantages",
-    "rewards_from_columns": "saw_verl.advantages",
     "saw_advantages": "saw_verl.advantages",
     "saw_grpo_advantages": "saw_verl.advantages",
     "saw_gdpo_advantages": "saw_verl.advantages",

@@ -1,64 +1,24 @@
 """Public entry point of the math: check shapes, then dispatch to the torch or Triton backend.
 
-Knows nothing of verl: inputs are plain columns / tensors. Also the tensor API for trainers whose
-advantages live on the GPU: saw_grpo_advantages / saw_gdpo_advantages.
+Knows no trainer: inputs are tensors. Also the tensor API for trainers whose advantages live on the GPU:
+saw_grpo_advantages / saw_gdpo_advantages.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from typing import Mapping, Optional, Sequence
+from typing import Optional
 
-import numpy as np
 import torch
 
-from saw_verl.config import SawConfig, SawInputError
+from saw_verl.config import SawConfig
+from saw_verl.errors import SawInputError
 from saw_verl.result import SawResult
 from saw_verl.torch_backend import torch_saw_advantages
 
 BACKEND_ENV = "SAW_VERL_BACKEND"
 BACKENDS = ("torch", "triton")
-
-
-def rewards_from_columns(columns: Mapping, keys: Sequence[str], num_rows: int) -> torch.Tensor:
-    """Stack per-key reward columns (e.g. verl's non_tensor_batch) into an (N, K) float64 tensor."""
-    stacked = []
-    for key in keys:
-        if key not in columns:
-            raise SawInputError(
-                f"reward key {key!r} not found; available keys: {sorted(map(str, columns))}. "
-                f"Make sure compute_score returns a dict containing {key!r} for every sample."
-            )
-        column = np.asarray(columns[key])
-        if column.ndim != 1 or column.shape[0] != num_rows:
-            raise SawInputError(f"reward key {key!r} has shape {column.shape}, expected ({num_rows},)")
-        try:
-            values = column.astype(np.float64)
-        except (TypeError, ValueError):
-            row = next(i for i, v in enumerate(column) if not _is_number(v))
-            raise SawInputError(f"reward key {key!r} is not a number at row {row}: {column[row]!r}") from None
-        stacked.append(torch.from_numpy(values))
-    return torch.stack(stacked, dim=1) if stacked else torch.empty(num_rows, 0, dtype=torch.float64)
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def group_ids_from_index(index) -> tuple[torch.Tensor, int]:
-    """verl's uid array (N,) of any hashables -> (group ids (N,) int64 in [0, G), G)."""
-    if isinstance(index, torch.Tensor):
-        unique, inverse = torch.unique(index, return_inverse=True)
-        return inverse.to(torch.int64), int(unique.numel())
-    array = np.asarray(index)
-    if array.dtype == object:
-        array = array.astype(str)
-    unique, inverse = np.unique(array, return_inverse=True)
-    return torch.from_numpy(inverse.reshape(-1).astype(np.int64)), int(unique.size)
 
 
 def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig) -> None:
@@ -88,14 +48,15 @@ def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: 
 
 
 def resolve_backend(device: torch.device, requested: Optional[str] = None) -> str:
-    """'torch' unless SAW_VERL_BACKEND or `requested` says 'triton'.
-
-    CUDA tensors take the torch path too until the GPU check (scripts/gpu_check.sh) has passed on the
-    current kernels; the commit that records a passing check flips this default to triton on CUDA.
-    """
-    choice = requested or os.environ.get(BACKEND_ENV) or "torch"
+    """The backend for tensors on `device`: `requested`, else SAW_VERL_BACKEND, else triton for CUDA tensors
+    when triton is installed (the `triton` extra) and torch otherwise."""
+    choice = requested or os.environ.get(BACKEND_ENV)
+    if choice is None:
+        return "triton" if device.type == "cuda" and importlib.util.find_spec("triton") is not None else "torch"
     if choice not in BACKENDS:
         raise SawInputError(f"{BACKEND_ENV}={choice!r}: expected one of {BACKENDS}")
+    if choice == "triton" and importlib.util.find_spec("triton") is None:
+        raise SawInputError(f"the triton backend needs triton: pip install 'saw-verl[triton]', or {BACKEND_ENV}=torch")
     if choice == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise SawInputError(
             f"the triton backend needs CUDA tensors (got device {device}); on CPU it runs only under "
@@ -117,8 +78,8 @@ def saw_advantages(
     rewards (N, K) float; group_ids (N,) integer, any values (sparse, unsorted, negative, near +-2^62: groups
     are compacted on the device at O(N) cost); response_mask (N, L) bool/int/float. CPU rewards / group ids
     follow a CUDA mask (e.g. columns built from numpy); any other device mismatch is refused.
-    num_groups: optional hint that the ids are already dense in [0, num_groups) (group_ids_from_index's
-    second value): the torch path on the CPU then skips ranking them; wrong hints are ignored, never trusted.
+    num_groups: optional hint that the ids are already dense in [0, num_groups) (verl's
+    integration passes it): the torch path on the CPU then skips ranking them; wrong hints are ignored, never trusted.
     Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std (K,) float64.
     """
     device = response_mask.device

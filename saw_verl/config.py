@@ -1,4 +1,5 @@
-"""SAW options (no verl import): one validated, immutable record per training step."""
+"""SAW options (no trainer import): one validated, immutable record per training step, and the constants
+the specification fixes (docs/spec.md, "Conventions")."""
 
 from __future__ import annotations
 
@@ -7,22 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from saw_verl.errors import SawInputError
+
 MODES = ("grpo", "gdpo")
 PRESETS = ("paper", "official")
-# What errors call each option unless the caller says otherwise (SawConfig.option_names): verl's config keys.
-VERL_OPTION_NAMES = {
-    "reward_keys": "algorithm.gdpo_reward_keys",
-    "static_weights": "algorithm.gdpo_reward_weights",
-    "reward_min": "algorithm.saw.reward_min",
-    "preset": "algorithm.saw.preset",
-    "dynamic": "algorithm.saw.dynamic",
-    "delta": "algorithm.saw.delta",
-    "epsilon": "epsilon",
-}
-
-
-class SawInputError(ValueError):
-    """Bad SAW input: the message names the reward key, row, index or shape at fault."""
+OFFICIAL_EPS = 1e-8  # the official preset's constant in the CV and in the weight normalisation
+WHITEN_EPS = 1e-8  # added to the variance in GDPO's token-weighted whitening
 
 
 @dataclass(frozen=True)
@@ -31,7 +22,7 @@ class SawConfig:
 
     reward_keys: names of the K reward dimensions (used in errors and metrics).
     mode: "grpo" (weights act on raw rewards) or "gdpo" (on per-dimension z-scores, then whitening).
-    preset: "paper" (spec default) or "official" (the released code's formula).
+    preset: "paper" (the default of docs/spec.md) or "official" (the released code's formula).
     dynamic: False gives w_k = 1 (the equal-weight baseline through the same path).
     reward_min: per-key theoretical minimum m_k (default all 0).
     static_weights: per-key alpha_k (default all 1).
@@ -39,7 +30,8 @@ class SawConfig:
     epsilon: added to the group std (verl's GRPO epsilon).
     norm_by_std: False skips the division by the group std (verl's norm_adv_by_std_in_grpo, Dr.GRPO).
     option_names: what errors call each option, by field name, for the trainer whose user reads them
-        (TRL: "saw_reward_min", OpenRLHF: "--saw.reward_min"); missing fields: VERL_OPTION_NAMES.
+        (verl: "algorithm.saw.reward_min", TRL: "saw_reward_min", OpenRLHF: "--saw.reward_min"); fields it
+        does not name are called by their field name.
     """
 
     reward_keys: tuple[str, ...]
@@ -55,7 +47,7 @@ class SawConfig:
 
     def option(self, name: str) -> str:
         """The user-facing name of field `name` in errors."""
-        return (self.option_names or {}).get(name, VERL_OPTION_NAMES[name])
+        return (self.option_names or {}).get(name, name)
 
     def __post_init__(self):
         keys = tuple(str(k) for k in self.reward_keys)

@@ -1,4 +1,4 @@
-"""Readable float64 reference of the SAW spec: the oracle every fast path is tested against.
+"""Readable float64 reference of the SAW specification (docs/spec.md): the oracle every fast path is tested against.
 
 Loops over keys, groups and rows on purpose; never used in training.
 """
@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 import torch
 
-from saw_verl.config import SawConfig, SawInputError
-from saw_verl.result import OFFICIAL_EPS, WHITEN_EPS, SawResult
+from saw_verl.config import OFFICIAL_EPS, WHITEN_EPS, SawConfig
+from saw_verl.errors import SawInputError
+from saw_verl.result import SawResult
 
 
 def _mean(xs):
@@ -49,7 +50,7 @@ def reference_weights(rewards: torch.Tensor, cfg: SawConfig):
 
 
 def reference_group_zscore(values, group_ids, epsilon: float, norm_by_std: bool = True):
-    """values: N floats, group_ids: N hashables -> N z-scores within each group (spec conventions)."""
+    """values: N floats, group_ids: N hashables -> N z-scores within each group (docs/spec.md, Conventions)."""
     members = {}
     for j, g in enumerate(group_ids):
         members.setdefault(g, []).append(j)

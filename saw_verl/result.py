@@ -1,14 +1,10 @@
-"""What every SAW path returns, and the numeric constants the spec fixes (no torch math, no verl)."""
+"""What every SAW path returns (no torch math, no trainer)."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import torch
-
-OFFICIAL_EPS = 1e-8  # the released code's constant in the CV and in the weight normalisation
-WHITEN_EPS = 1e-8  # verl's masked_whiten
-
 
 class SawResult(NamedTuple):
     """advantages: (N, L) float32. weights/cv/mean/std: (K,) float64 (mean/std of the raw rewards)."""

@@ -1,4 +1,4 @@
-"""Vectorized torch implementation of the SAW spec (the CPU fast path; runs on CUDA tensors as well).
+"""Vectorized torch implementation of docs/spec.md (the CPU fast path; runs on CUDA tensors as well).
 
 No Python loop over rows, groups or keys: group ids of any int64 values are ranked by one sort (O(N)
 memory, whatever the values; skipped on the CPU for ids known dense), per-row and per-group statistics
@@ -12,27 +12,17 @@ from typing import Optional
 
 import torch
 
-from saw_verl.config import SawConfig, SawInputError
-from saw_verl.result import WHITEN_EPS, SawResult
+from saw_verl.config import WHITEN_EPS, SawConfig
+from saw_verl.errors import non_finite_error, too_few_tokens_error
+from saw_verl.result import SawResult
 from saw_verl.weights import batch_weights
-
-
-def non_finite_error(rewards: torch.Tensor, cfg: SawConfig, row: int, key: int) -> SawInputError:
-    """The error for a NaN / inf reward (both backends), naming key, value and row."""
-    return SawInputError(
-        f"reward {cfg.reward_keys[key]!r} is {rewards[row, key].item()} at row {row}: rewards must be finite"
-    )
-
-
-def too_few_tokens_error(total: float) -> SawInputError:
-    return SawInputError(f"GDPO whitening needs at least 2 response tokens in the batch; got M={total:g}")
 
 
 def dense_group_ids(group_ids: torch.Tensor, num_groups: Optional[int] = None) -> tuple[torch.Tensor, int]:
     """group_ids (N,) any integers -> (ranks (N,) int64 in [0, rows), rows): equal ids, equal ranks.
 
     O(N) memory whatever the id values. On the CPU, ids already dense in [0, num_groups) (the hint
-    group_ids_from_index gives) are used as they are, else torch.unique ranks them. On a GPU one sort
+    verl's integration gives) are used as they are, else torch.unique ranks them. On a GPU one sort
     ranks them and rows = N, an upper bound of the number of groups that needs no host read.
     """
     if group_ids.device.type == "cpu":
@@ -101,7 +91,7 @@ def torch_saw_advantages(
             row_value = whiten_rows(group_zscore(rewards, ranks, rows, cfg) @ coef, tokens, total)
     if not all_finite:
         row, key = (~finite).nonzero()[0].tolist()
-        raise non_finite_error(rewards, cfg, row, key)
+        raise non_finite_error(rewards, cfg.reward_keys, row, key)
     if total is not None and total < 2:
         raise too_few_tokens_error(total)
     advantages.mul_(row_value.to(torch.float32)[:, None])

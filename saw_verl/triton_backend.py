@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from typing import Optional
 
 import torch
 
-from saw_verl.config import SawConfig
-from saw_verl.result import OFFICIAL_EPS, WHITEN_EPS, SawResult
-from saw_verl.torch_backend import non_finite_error, too_few_tokens_error
+from saw_verl.config import OFFICIAL_EPS, WHITEN_EPS, SawConfig
+from saw_verl.errors import non_finite_error, too_few_tokens_error
+from saw_verl.result import SawResult
 
 LAUNCHES = {"grpo": 3, "gdpo": 4}  # torch.sort + 2 (GRPO) or 3 (GDPO) Triton kernels
 HOST_SYNCS = 1
@@ -35,26 +36,29 @@ def device_constants(cfg: SawConfig, device: torch.device) -> torch.Tensor:
 
 
 def triton_saw_advantages(
-    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig
+    rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig,
+    variant: Optional[str] = None,
 ) -> SawResult:
     """rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L); shapes and devices
-    checked by saw_verl.advantages.check_shapes -> SawResult. Runs on the inputs' device."""
-    from saw_verl.kernels import saw_kernels
+    checked by saw_verl.advantages.check_shapes -> SawResult. Runs on the inputs' device. variant: the kernels'
+    launch geometry, one of saw_verl.kernels.VARIANTS (None: saw_verl.kernels.DEFAULT_VARIANT)."""
+    from saw_verl.kernels import DEFAULT_VARIANT, gdpo_advantages, grpo_advantages
 
     n, k = rewards.shape
-    if cfg.mode == "gdpo" and response_mask.shape[1] == 0:
+    gdpo = cfg.mode == "gdpo"
+    if gdpo and response_mask.shape[1] == 0:
         raise too_few_tokens_error(0)
     device = response_mask.device
+    estimator = gdpo_advantages if gdpo else grpo_advantages
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        advantages, summary, status = saw_kernels(
-            rewards, group_ids, response_mask, device_constants(cfg, device),
-            cfg.mode, cfg.preset, cfg.dynamic, cfg.norm_by_std,
+        advantages, summary, status = estimator(
+            rewards, group_ids, response_mask, device_constants(cfg, device), cfg.preset, cfg.dynamic,
+            cfg.norm_by_std, variant or DEFAULT_VARIANT,
         )
-        read = status.tolist() if cfg.mode == "gdpo" else status[:1].tolist()  # the one host sync
+        read = status.tolist()  # the one host sync
     if read[0] < n * k:
-        raise non_finite_error(rewards, cfg, *divmod(int(read[0]), k))
-    if cfg.mode == "gdpo" and read[1] < 2:
+        raise non_finite_error(rewards, cfg.reward_keys, *divmod(int(read[0]), k))
+    if gdpo and read[1] < 2:
         raise too_few_tokens_error(read[1])
     weights, cv, mean, std, _ = summary.unbind(0)
     return SawResult(advantages, weights, cv, mean, std)
-

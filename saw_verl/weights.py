@@ -1,4 +1,4 @@
-"""Step 1 of the SAW spec on an (N, K) reward matrix, shared by every trainer integration.
+"""Step 1 of the SAW specification (docs/spec.md) on an (N, K) reward matrix, shared by every trainer integration.
 
 NaN entries (a reward function that did not score a rollout, as TRL writes them) are left out of
 their key's statistics; a key with fewer than 2 scored rollouts, or a constant one, has std 0, so
@@ -11,8 +11,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from saw_verl.config import SawConfig
-from saw_verl.result import OFFICIAL_EPS
+from saw_verl.config import OFFICIAL_EPS, SawConfig
 
 STATISTICS = ("weight", "cv", "mean", "std")
 
@@ -27,7 +26,7 @@ class BatchWeights(NamedTuple):
 
 
 def batch_weights(rewards: torch.Tensor, cfg: SawConfig) -> BatchWeights:
-    """rewards (N, K) float (NaN = not scored) -> BatchWeights over all N rollouts (spec Step 1)."""
+    """rewards (N, K) float (NaN = not scored) -> BatchWeights over all N rollouts (docs/spec.md Step 1)."""
     rewards = rewards.to(torch.float64)
     k = rewards.shape[1]
     scored = ~torch.isnan(rewards)

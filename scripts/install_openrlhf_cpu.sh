@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
-# Installs OpenRLHF into an existing venv without its CUDA-only dependencies, for the CPU tests of
-# saw_verl.integrations.openrlhf (`pip install openrlhf` fails on a CPU machine: flash-attn needs nvcc).
-# Usage: bash scripts/install_openrlhf_cpu.sh VENV   (idempotent; OPENRLHF_VERSION=0.10.2 for another release)
-#   - openrlhf itself with --no-deps: its pins (transformers==5.15.0, ray[default]==2.55.0, flash-attn) would
-#     replace verl's transformers and need CUDA. The venv's torch, transformers and ray stay.
-#   - the light dependencies its trainer modules import, resolved with every package already in the venv pinned
-#     (a constraints file of `pip list`): nothing installed changes, torch above all; a conflict fails loudly.
-#   - flash_attn and vllm (CUDA-only) are not installed: the tests import OpenRLHF with stand-ins
-#     (tests/openrlhf_standins), as OpenRLHF's own CPU tests do.
+# Installs OpenRLHF into an existing venv on a CPU-only machine, with OpenRLHF's own pins (0.11.2: transformers
+# 5.15.0, ray[default] 2.55.0, deepspeed 0.19.6, ...) but without flash-attn, which needs nvcc to build (`pip install
+# openrlhf` fails on a CPU machine). vllm is an OpenRLHF extra and is not installed either. OpenRLHF imports both at
+# module level: the tests import it with stand-ins for them (tests/openrlhf_standins), as OpenRLHF's own CPU tests do.
+# Usage: bash scripts/install_openrlhf_cpu.sh VENV   (OPENRLHF_VERSION=0.10.2 for another release)
+#   The venv's torch stays (install a CPU torch first); the script fails if anything would change it.
 set -euo pipefail
 VENV=${1:?usage: bash scripts/install_openrlhf_cpu.sh VENV}
 VERSION=${OPENRLHF_VERSION:-0.11.2}
@@ -16,18 +13,31 @@ PY="$VENV/bin/python"
 
 torch_version() { "$PY" -c "import torch; print(torch.__version__)"; }
 torch_before=$(torch_version)
-pins=$(mktemp)
-trap 'rm -f "$pins"' EXIT
-"$PY" -m pip list --format=freeze --exclude-editable 2>/dev/null | grep -v -i '^openrlhf==' > "$pins"
-
-"$PY" -m pip install -q -c "$pins" \
-    "deepspeed==0.19.6" accelerate aiohttp datasets einops grpcio huggingface-hub jsonlines loralib optree \
-    packaging peft pylatexenc sympy tensorboard torchdata torchmetrics tqdm wandb
-"$PY" -m pip install -q --no-deps "openrlhf==$VERSION"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$PY" -m pip download -q --no-deps -d "$work" "openrlhf==$VERSION"
+# OpenRLHF's base requirements (no extras), less the CUDA-only build, torch pinned to the installed one.
+"$PY" - "$work"/openrlhf-*.whl "$torch_before" > "$work/requirements.txt" <<'PY'
+import sys, zipfile
+wheel, torch_version = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as archive:
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+CUDA_ONLY = {"flash-attn", "flash_attn"}
+for line in metadata.splitlines():
+    if not line.startswith("Requires-Dist: ") or "extra ==" in line:
+        continue
+    requirement = line.split(": ", 1)[1].strip()
+    name = requirement.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip()
+    if name.lower() in CUDA_ONLY:
+        continue
+    print(f"torch=={torch_version}" if name.lower() == "torch" else requirement)
+PY
+"$PY" -m pip install -q -r "$work/requirements.txt"
+"$PY" -m pip install -q --no-deps "$work"/openrlhf-*.whl
 
 torch_after=$(torch_version)
 if [ "$torch_before" != "$torch_after" ]; then
     echo "install_openrlhf_cpu.sh: torch changed from $torch_before to $torch_after" >&2
     exit 1
 fi
-"$PY" -c "from importlib.metadata import version; print('openrlhf', version('openrlhf'), 'ready; torch', '$torch_after')"
+"$PY" -c "from importlib.metadata import version as v; print('openrlhf', v('openrlhf'), 'ready; torch', v('torch'), 'transformers', v('transformers'), 'ray', v('ray'), 'deepspeed', v('deepspeed'))"

@@ -1,4 +1,4 @@
-"""Shared test data and checks: the spec's worked example, a hypothesis strategy for random SAW batches,
+"""Shared test data and checks: the worked example of docs/spec.md, a hypothesis strategy for random SAW batches,
 and the comparison every fast-path test uses."""
 
 from __future__ import annotations

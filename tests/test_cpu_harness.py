@@ -1,4 +1,4 @@
-"""Unit tests of saw_verl.cpu_harness without Ray: assets, launcher, platform patches, the hf server."""
+"""Unit tests of cpu_harness without Ray: assets, launcher, platform patches, the hf server."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from saw_verl import import_hooks
-from saw_verl.cpu_harness import launcher, platform
-from saw_verl.cpu_harness.assets import (
+from saw_verl.integrations import import_hooks
+from cpu_harness import launcher, platform
+from cpu_harness.assets import (
     PLAIN_TEMPLATE,
     TinyQwen2,
     build_tiny_model,
@@ -21,8 +21,8 @@ from saw_verl.cpu_harness.assets import (
     rl_row,
     write_rl_parquet,
 )
-from saw_verl.cpu_harness.compat import HarnessCompatError
-from saw_verl.cpu_harness.smoke_task import REWARD_KEYS, compute_score
+from cpu_harness.compat import HarnessCompatError
+from cpu_harness.smoke_task import REWARD_KEYS, compute_score
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_after_import_patches_on_first_import(tmp_path, monkeypatch):
 def hf_server(tiny_model_dir):
     from hydra import compose, initialize_config_module
 
-    from saw_verl.cpu_harness.rollout import HFServer
+    from cpu_harness.rollout import HFServer
 
     overrides = [f"actor_rollout_ref.model.path={tiny_model_dir}", "actor_rollout_ref.rollout.name=hf",
                  "actor_rollout_ref.rollout.prompt_length=16", "actor_rollout_ref.rollout.response_length=5"]
@@ -247,7 +247,7 @@ def test_generation_stops_at_eos_and_respects_the_budget(hf_server):
 
 
 def _sampling(**params):
-    from saw_verl.cpu_harness.rollout import Sampling
+    from cpu_harness.rollout import Sampling
 
     return Sampling.from_request(params)
 

@@ -1,4 +1,4 @@
-"""The real ``python -m verl.trainer.main_ppo`` on CPU (saw_verl.cpu_harness), 2 steps per run.
+"""The real ``python -m verl.trainer.main_ppo`` on CPU (cpu_harness), 2 steps per run.
 
 * saw_gdpo in verl's legacy and v1 trainers (with a KL-loss reference model): the reward function
   returns several keys, every step logs ``saw/<key>/{weight,cv,mean,std}`` and finite advantages;
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from saw_verl.cpu_harness.assets import build_tiny_model
-from saw_verl.cpu_harness.launcher import run_main_ppo
-from saw_verl.cpu_harness.smoke_task import write_smoke_data
+from cpu_harness.assets import build_tiny_model
+from cpu_harness.launcher import run_main_ppo
+from cpu_harness.smoke_task import write_smoke_data
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes" / "cpu_demo"
 SMOKE_KEYS = ["accuracy_reward", "format_reward", "length_reward"]
@@ -50,7 +50,7 @@ def smoke_overrides(assets, use_v1: bool, run_dir: Path) -> list[str]:
         "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=16",
         "actor_rollout_ref.actor.optim.lr=1e-3",
         "actor_rollout_ref.rollout.n=4", "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=16",
-        "reward.custom_reward_function.path=pkg://saw_verl.cpu_harness.smoke_task",
+        "reward.custom_reward_function.path=pkg://cpu_harness.smoke_task",
         "reward.custom_reward_function.name=compute_score",
         "trainer.logger=[console,file]", "trainer.total_training_steps=2",
         "trainer.val_before_train=False", "trainer.test_freq=-1", "trainer.save_freq=-1",

@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 
 from benchmarks.launch_count import count_launches
 from saw_verl import SawConfig, SawInputError, saw_advantages
-from saw_verl.advantages import saw_gdpo_advantages, saw_grpo_advantages
+from saw_verl.advantages import check_shapes, saw_gdpo_advantages, saw_grpo_advantages
+from saw_verl.kernels import VARIANTS
 from saw_verl.reference import reference_saw_advantages
-from saw_verl.triton_backend import HOST_SYNCS, LAUNCHES
+from saw_verl.triton_backend import HOST_SYNCS, LAUNCHES, triton_saw_advantages
 from spec_cases import (
     EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, assert_close,
     saw_batches, scaled_tolerance,
@@ -31,14 +32,19 @@ ADVANTAGES_RTOL = 1e-6
 KEYS3 = ("a", "b", "c")
 
 
-def triton(rewards, group_ids, mask, cfg):
-    return saw_advantages(rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE), cfg, backend="triton")
+def triton(rewards, group_ids, mask, cfg, variant=None):
+    """The public path (default kernel variant), or one kernel variant by name behind the same shape checks."""
+    rewards, group_ids, mask = rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE)
+    if variant is None:
+        return saw_advantages(rewards, group_ids, mask, cfg, backend="triton")
+    check_shapes(rewards, group_ids, mask, cfg)
+    return triton_saw_advantages(rewards, group_ids, mask, cfg, variant)
 
 
-def run_and_compare(rewards, group_ids, mask, cfg):
+def run_and_compare(rewards, group_ids, mask, cfg, variant=None):
     """Triton on DEVICE vs the reference (same rewards, read as float64); returns the Triton result."""
     expected = reference_saw_advantages(rewards.double().cpu(), group_ids.cpu(), mask.cpu(), cfg)
-    actual = triton(rewards, group_ids, mask, cfg)
+    actual = triton(rewards, group_ids, mask, cfg, variant)
     for field, rtol in (("mean", STATISTICS_RTOL), ("std", STATISTICS_RTOL), ("cv", WEIGHTS_RTOL),
                         ("weights", WEIGHTS_RTOL)):
         reference = getattr(expected, field)
@@ -60,6 +66,7 @@ def awkward_batch(case: str, seed: int = 0):
         "L2100": ([3, 2], 4, 2100),  # two write tiles a row, L not a multiple of 8
         "K1": ([4, 3], 1, 17),
         "K9": ([5, 4], 9, 3),  # a key block of 16
+        "160-rows": ([2] * 80, 2, 5),  # more row blocks than write programs: the persistent loop
     }[case]
     group_ids = torch.cat([torch.full((size,), g) for g, size in enumerate(sizes)])
     group_ids = group_ids[torch.randperm(len(group_ids), generator=generator)]  # non-contiguous groups
@@ -70,13 +77,44 @@ def awkward_batch(case: str, seed: int = 0):
     return rewards, group_ids, mask
 
 
+AWKWARD = ["L63-groups-7-7-1", "singletons", "group-of-70", "L2100", "K1", "K9", "160-rows"]
+
+
 @pytest.mark.parametrize("preset", ["paper", "official"])
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
-@pytest.mark.parametrize("case", ["L63-groups-7-7-1", "singletons", "group-of-70", "L2100", "K1", "K9"])
+@pytest.mark.parametrize("case", [case for case in AWKWARD if case != "160-rows"])
 def test_matches_reference_on_awkward_shapes(case, mode, preset):
     rewards, group_ids, mask = awkward_batch(case)
     cfg = SawConfig(tuple(f"r{k}" for k in range(rewards.shape[1])), mode=mode, preset=preset)
     run_and_compare(rewards, group_ids, mask, cfg)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+@pytest.mark.parametrize("case", AWKWARD)
+def test_every_variant_matches_reference_and_repeats_its_bits(case, mode, variant):
+    """Each launch geometry (saw_verl.kernels.VARIANTS) against the float64 reference, same bits twice."""
+    rewards, group_ids, mask = awkward_batch(case, seed=10)
+    cfg = SawConfig(tuple(f"r{k}" for k in range(rewards.shape[1])), mode=mode)
+    first = run_and_compare(rewards, group_ids, mask, cfg, variant)
+    second = triton(rewards, group_ids, mask, cfg, variant)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b), "bits differ between two identical calls"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+@pytest.mark.parametrize("rewards_dtype,mask_dtype", [
+    (torch.float64, torch.int64), (torch.float32, torch.bool), (torch.bfloat16, torch.float32),
+    (torch.float16, torch.int32)], ids=lambda dtype: str(dtype).replace("torch.", ""))
+def test_every_variant_on_each_dtype(rewards_dtype, mask_dtype, mode, variant):
+    """One tolerance per field serves every dtype: the kernels read the rewards exactly as float64 (as the
+    reference does), and every mask dtype is multiplied into the float32 value once."""
+    rewards, group_ids, mask = awkward_batch("L2100", seed=11)
+    noise = torch.rand(rewards.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    mask = mask.to(mask_dtype) if mask_dtype != torch.float32 else mask * 0.75
+    cfg = SawConfig(tuple(f"r{k}" for k in range(rewards.shape[1])), mode=mode)
+    run_and_compare((rewards + noise).to(rewards_dtype), group_ids, mask, cfg, variant)
 
 
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])

@@ -20,7 +20,7 @@ from verl_batches import algorithm_config, final_outputs_reference, verl_batch, 
 from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
-TOLERANCE = 1e-5  # fp32 verl vs float64 oracle (spec)
+TOLERANCE = 1e-5  # fp32 verl vs float64 oracle (docs/spec.md)
 SESSION_SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("openrlhf", reason="OpenRLHF not installed: run scripts/install_openrlhf_cpu.sh .venv")
+pytest.importorskip("openrlhf", reason="OpenRLHF not installed: scripts/install_matrix.sh openrlhf runs these tests")
 
 from openrlhf_standins import import_experience_maker, make_args, make_maker, make_micro_batches, openrlhf_importable
 from spec_cases import EXAMPLE_ADVANTAGES, EXAMPLE_KEYS, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, assert_close, scaled_tolerance
@@ -88,7 +88,7 @@ def test_real_openrlhf_equals_reference(experience_maker, monkeypatch, estimator
 
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
 def test_spec_worked_example(experience_maker, monkeypatch, mode):
-    """The spec's numbers (one-token responses: rollout and token whitening agree) through the real method."""
+    """The numbers of docs/spec.md's worked example (one-token responses: rollout and token whitening agree) through the real method."""
     enable_saw(monkeypatch, f"saw_{mode}", EXAMPLE_KEYS, reward_min=EXAMPLE_REWARD_MIN)
     rewards = {key: EXAMPLE_REWARDS[:, k] for k, key in enumerate(EXAMPLE_KEYS)}
     batches = make_micro_batches(rewards, torch.Generator().manual_seed(3), max_response=1)

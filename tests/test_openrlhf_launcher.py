@@ -12,9 +12,11 @@ import sys
 
 import pytest
 
-from saw_verl import SawInputError
-from saw_verl.integrations.openrlhf import launcher, saw_runtime_env
-from saw_verl.integrations.openrlhf.options import ENV_VAR, SETUP_HOOK, config_from_env, merge_runtime_env
+pytest.importorskip("openrlhf", reason="OpenRLHF not installed: scripts/install_matrix.sh openrlhf runs these tests")
+
+from saw_verl import SawInputError  # noqa: E402
+from saw_verl.integrations.openrlhf import launcher, saw_runtime_env  # noqa: E402
+from saw_verl.integrations.openrlhf.options import ENV_VAR, SETUP_HOOK, config_from_env, merge_runtime_env  # noqa: E402
 
 BASE = ["--rollout.n_samples_per_prompt", "4", "--reward.remote_url", "reward.py", "--algo.kl.use_loss"]
 
@@ -139,7 +141,6 @@ class StopBeforeTraining(Exception):
 
 
 def test_real_train_ppo_ray_receives_the_rewritten_flags_and_merged_runtime_env(monkeypatch):
-    pytest.importorskip("openrlhf", reason="OpenRLHF not installed: run scripts/install_openrlhf_cpu.sh .venv")
     import ray
     from openrlhf_standins import openrlhf_importable
 

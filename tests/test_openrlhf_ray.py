@@ -2,7 +2,7 @@
 
 The actor is spawned by another actor, as async OpenRLHF spawns its TrainingActor from PPOTrainerAsync.
 It checks that the setup hook imported nothing of OpenRLHF / DeepSpeed / vLLM, imports the real
-experience maker, and runs the wrapped compute_advantages_and_returns on the spec's worked example.
+experience maker, and runs the wrapped compute_advantages_and_returns on the worked example of docs/spec.md.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("openrlhf", reason="OpenRLHF not installed: run scripts/install_openrlhf_cpu.sh .venv")
+pytest.importorskip("openrlhf", reason="OpenRLHF not installed: scripts/install_matrix.sh openrlhf runs these tests")
 ray = pytest.importorskip("ray")
 
 from spec_cases import EXAMPLE_ADVANTAGES, EXAMPLE_KEYS, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, assert_close
@@ -33,7 +33,7 @@ def test_setup_hook_patches_openrlhf_in_a_nested_actor():
 
             import torch
 
-            from saw_verl import import_hooks
+            from saw_verl.integrations import import_hooks
 
             loaded_at_start = [name for name in HEAVY_MODULES if name in sys.modules]
             pending = TARGET_MODULE in import_hooks._PENDING

@@ -43,15 +43,33 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-def test_wheel_ships_kernels_only_as_saw_verl_kernels(wheel):
+def test_wheel_ships_the_package_only_with_a_light_core(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"saw_verl"}, f"top-level entries in the wheel: {sorted(top_level)}"
     for module in ("saw_verl/kernels/__init__.py", "saw_verl/integrations/verl/plugin.py",
                    "saw_verl/integrations/trl/__init__.py", "saw_verl/integrations/openrlhf/__init__.py"):
         assert module in names, f"{module} missing from {wheel.name}"
+    assert not [n for n in names if "cpu_harness" in n], "the CPU harness is repository-only"
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "LICENSE missing from the wheel"
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
-    assert "Requires-Dist: psutil; extra == \"cpu\"" in metadata, "the CPU harness imports psutil: declare it"
+    requires = [line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")]
+    base = sorted(r for r in requires if "extra ==" not in r)
+    assert [r.split(">")[0] for r in base] == ["numpy", "torch"], f"base dependencies: {base}"
+    extras = {line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Provides-Extra: ")}
+    assert extras == {"verl", "trl", "openrlhf", "triton", "plot", "test", "gpu"}, sorted(extras)
+
+
+@pytest.mark.parametrize("trainer", ["verl", "trl", "openrlhf"])
+def test_integration_without_its_trainer_names_the_extra(trainer):
+    code = (
+        f"import sys; sys.modules[{trainer!r}] = None\n"  # importlib.util.find_spec now reports it missing
+        f"try:\n    import saw_verl.integrations.{trainer}\n"
+        "except ImportError as error:\n    print(error)\nelse:\n    raise SystemExit('imported')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert f"pip install 'saw-verl[{trainer}]'" in result.stdout, result.stdout
 
 
 def test_fresh_venv_registers_estimators_through_entry_point(wheel, tmp_path):
@@ -88,6 +106,10 @@ def test_core_imports_no_trainer():
     assert_import_loads_none_of("import saw_verl, saw_verl.integrations", {"verl", "trl", "openrlhf", "ray", "transformers"})
 
 
-def test_openrlhf_setup_hook_imports_only_the_standard_library():
-    """The hook runs in every Ray worker (vLLM engines too): no torch, numpy or trainer on import."""
-    assert_import_loads_none_of("import saw_verl.integrations.openrlhf.hook", {"torch", "numpy", "openrlhf", "ray", "vllm"})
+def test_openrlhf_setup_hook_imports_only_the_standard_library(tmp_path):
+    """The hook runs in every Ray worker (vLLM engines too): no torch, numpy or trainer on import. An empty
+    `openrlhf` package stands in where OpenRLHF is not installed: the integration only looks it up."""
+    (tmp_path / "openrlhf").mkdir()
+    (tmp_path / "openrlhf" / "__init__.py").write_text("raise ImportError('the hook must not import openrlhf')\n")
+    statement = f"sys.path.append({str(tmp_path)!r}); import saw_verl.integrations.openrlhf.hook"
+    assert_import_loads_none_of(statement, {"torch", "numpy", "openrlhf", "ray", "vllm"})

@@ -7,77 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tool_calling"
 sys.path.insert(0, str(RECIPE))
 
 import cpu_task  # noqa: E402
+import gpu_bundle  # noqa: E402
 import prepare_smollm2  # noqa: E402
 from test_recipe_tool_calling import _answer_from_truth  # noqa: E402
 
 needs_gguf = pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="gguf not installed (pip install gguf)")
 needs_bfcl = pytest.mark.skipif(importlib.util.find_spec("bfcl_eval") is None, reason="bfcl-eval not installed")
 
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-HIDDEN, FFN, LAYERS = 16, 32, 2
-
-
-def _byte_tokens() -> list[str]:
-    """GPT-2's byte-level alphabet: the 256 one-byte tokens."""
-    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [b for b in range(256) if b not in visible]
-    return [chr(b) for b in visible] + [chr(256 + i) for i in range(len(others))]
-
-
-def write_tiny_gguf(path: Path, chat_template: str | None = CHATML) -> dict[str, np.ndarray]:
-    """A 2-layer llama GGUF with a byte-level BPE vocabulary, SmolLM2's specials and its end-of-sequence quirk
-    (eos = <|im_start|>); returns the float32 tensors written."""
-    import gguf
-
-    tokens = SPECIALS + _byte_tokens() + ["hi", "Ġh"]
-    rng = np.random.default_rng(0)
-    shapes = {"token_embd.weight": (len(tokens), HIDDEN), "output_norm.weight": (HIDDEN,)}
-    for i in range(LAYERS):
-        shapes |= {
-            f"blk.{i}.attn_norm.weight": (HIDDEN,), f"blk.{i}.ffn_norm.weight": (HIDDEN,),
-            f"blk.{i}.attn_q.weight": (HIDDEN, HIDDEN), f"blk.{i}.attn_k.weight": (HIDDEN // 2, HIDDEN),
-            f"blk.{i}.attn_v.weight": (HIDDEN // 2, HIDDEN), f"blk.{i}.attn_output.weight": (HIDDEN, HIDDEN),
-            f"blk.{i}.ffn_gate.weight": (FFN, HIDDEN), f"blk.{i}.ffn_up.weight": (FFN, HIDDEN),
-            f"blk.{i}.ffn_down.weight": (HIDDEN, FFN),
-        }  # fmt: skip
-    tensors = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(LAYERS)
-    writer.add_context_length(64)
-    writer.add_embedding_length(HIDDEN)
-    writer.add_feed_forward_length(FFN)
-    writer.add_head_count(2)
-    writer.add_head_count_kv(1)
-    writer.add_rope_freq_base(10000.0)
-    writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_vocab_size(len(tokens))
-    writer.add_tokenizer_model("gpt2")
-    writer.add_token_list(tokens)
-    writer.add_token_types([3] * len(SPECIALS) + [1] * (len(tokens) - len(SPECIALS)))
-    writer.add_token_merges(["h i", "Ġ h"])  # two: transformers reads a one-element array back as a scalar
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(1)
-    writer.add_unk_token_id(0)
-    if chat_template is not None:
-        writer.add_chat_template(chat_template)
-    for name, array in tensors.items():
-        writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return tensors
+HIDDEN, FFN, LAYERS = gpu_bundle.TINY_SHAPE
+write_tiny_gguf = gpu_bundle.write_tiny_gguf  # a 2-layer llama GGUF with SmolLM2's specials and eos quirk
 
 
 def _check_folder(folder: Path) -> tuple:

@@ -6,7 +6,7 @@ pytest.importorskip("trl")
 
 from trl import TrlParser  # noqa: E402
 
-from saw_verl.config import SawInputError  # noqa: E402
+from saw_verl.errors import SawInputError  # noqa: E402
 from saw_verl.integrations.trl import SAWGRPOConfig  # noqa: E402
 
 

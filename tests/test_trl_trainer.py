@@ -16,8 +16,9 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from saw_verl.config import SawConfig, SawInputError  # noqa: E402
-from saw_verl.cpu_harness.assets import PLAIN_TEMPLATE, build_tiny_model  # noqa: E402
+from saw_verl.config import SawConfig  # noqa: E402
+from saw_verl.errors import SawInputError  # noqa: E402
+from cpu_harness.assets import PLAIN_TEMPLATE, build_tiny_model  # noqa: E402
 from saw_verl.integrations.trl import SAWGRPOConfig, SAWGRPOTrainer  # noqa: E402
 from saw_verl.reference import reference_weights  # noqa: E402
 

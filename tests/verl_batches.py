@@ -1,5 +1,5 @@
 """Hand-built verl inputs for the integration tests: a DataProto as the legacy trainer has it before
-`compute_advantage`, verl `algorithm` configs, and the spec's worked example in both forms."""
+`compute_advantage`, verl `algorithm` configs, and the worked example of docs/spec.md in both forms."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def algorithm_config(
 
 
 def example_batch() -> DataProto:
-    """The spec's worked example (2 groups of 4, 1 token each) as a verl batch."""
+    """The worked example of docs/spec.md (2 groups of 4, 1 token each) as a verl batch."""
     return verl_batch(EXAMPLE_REWARDS, EXAMPLE_KEYS, EXAMPLE_GROUPS, EXAMPLE_MASK)
 
 
@@ -82,7 +82,7 @@ def verl_session_rule(keys: Sequence[str]) -> list[int]:
 
 
 def final_outputs_reference(keys, rewards, groups, mask, cfg):
-    """The spec's rule for agent sessions, on the float64 oracle: SAW over the final outputs only, then
+    """The rule of docs/spec.md for agent sessions, on the float64 oracle: SAW over the final outputs only, then
     each row gets its session's final advantage (read at the final row's first response token, as verl)
     times its own mask. -> (advantages (N, L) float32, SawResult of the final outputs)."""
     from saw_verl.reference import reference_saw_advantages

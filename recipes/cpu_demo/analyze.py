@@ -15,11 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 METHOD_ORDER = ["grpo", "saw_grpo", "gdpo", "saw_gdpo"]
 
@@ -141,6 +137,11 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, thresholds: dict[str, flo
 
 def plot(metrics: pd.DataFrame, keys: list[str], path: Path, title: str) -> None:
     """Row 1: each reward against the step; row 2: each SAW weight. Mean over seeds, band = min..max."""
+    import matplotlib  # here, not at module level: the tables need only pandas
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(2, len(keys), figsize=(5.5 * len(keys), 7), sharex=True, squeeze=False)
     methods = [m for m in METHOD_ORDER if m in set(metrics["method"])]
     for col, key in enumerate(keys):

@@ -6,7 +6,7 @@
 Sets up from scratch under ``--workdir`` (the data, and one random tiny Qwen2 per seed: the seed
 varies the initialisation, the data order and the sampling; every method of a seed starts from the
 same model), then runs each (method, seed) with ``python -m verl.trainer.main_ppo`` through
-``saw_verl.cpu_harness`` and the recipe's ``config/cpu_demo.yaml``. Writes ``metrics.csv`` (one row
+``cpu_harness`` and the recipe's ``config/cpu_demo.yaml``. Writes ``metrics.csv`` (one row
 per method, seed and step, from verl's ``file`` logger) and ``runs.csv`` (exit code, wall time,
 peak memory of every run) to ``--out``.
 """
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from saw_verl.cpu_harness.assets import PLAIN_TEMPLATE, TinyQwen2, build_tiny_model, write_rl_parquet
-from saw_verl.cpu_harness.launcher import RunResult, run_main_ppo
+from cpu_harness.assets import PLAIN_TEMPLATE, TinyQwen2, build_tiny_model, write_rl_parquet
+from cpu_harness.launcher import RunResult, run_main_ppo
 
 RECIPE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = RECIPE_DIR / "config"

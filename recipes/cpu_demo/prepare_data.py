@@ -12,7 +12,7 @@ import argparse
 import random
 from pathlib import Path
 
-from saw_verl.cpu_harness.assets import rl_row, write_rl_parquet
+from cpu_harness.assets import rl_row, write_rl_parquet
 
 DATA_SOURCE = "saw_cpu_demo/copy_digit"
 DEFAULT_DIGITS = "1368"

@@ -10,6 +10,7 @@
 #   STEPS=60  SEED=0  PYTHON=python
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/: the checkout only
 WORKDIR="${WORKDIR:-/tmp/saw_cpu_demo}"
 OUT="${OUT:-$WORKDIR/results}"
 MODE="${MODE:-gdpo}"

@@ -7,6 +7,7 @@
 #   PARALLEL=2   PYTHON=python
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/: the checkout only
 WORKDIR="${WORKDIR:-/tmp/saw_cpu_demo_grid}"
 OUT="${OUT:-$HERE/results}"
 STEPS="${STEPS:-60}"

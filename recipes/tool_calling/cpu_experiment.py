@@ -9,6 +9,11 @@ Task, split, prompt and rewards: cpu_task.py. Every method is `SAWGRPOTrainer`; 
 method sees the same model and the same data order (TRL's sampler is seeded by `seed`). A run writes
 `runs/<method>_seed<seed>/trainer_state.json` (TRL's log_history), `heldout.json` (greedy accuracy on
 the 80 held-out questions after training) and `run.json` (wall time, written last).
+
+`--device cuda` (used by gpu_grid.py) trains in bf16 autocast on float32 weights, without gradient
+checkpointing, and scores the held-out questions under the same autocast; `--prompts-per-step` and
+`--generations` set the batch; `--deadline-unix` stops training after the first step that ends past that
+time (run.json then has `steps_done`); `--data-dir` is bfcl_eval's data folder.
 """
 
 from __future__ import annotations
@@ -64,16 +69,18 @@ def freeze_lower_layers(model) -> None:
 
 
 def heldout_accuracy(model, tokenizer, entries: list[dict]) -> dict:
-    """Greedy answers to `entries`: {"format", "correct"} means of cpu_task's two scores and "n"."""
+    """Greedy answers to `entries`: {"format", "correct"} means of cpu_task's two scores and "n" (on a CUDA
+    model under bf16 autocast)."""
     import torch
 
     tokenizer.padding_side = "left"
+    on_cuda = model.device.type == "cuda"
     scores = {"format": [], "correct": []}
     for start in range(0, len(entries), EVAL_BATCH):
         batch = entries[start : start + EVAL_BATCH]
         prompts = [cpu_task.prompt_text(e, tokenizer) for e in batch]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
             out = model.generate(
                 **inputs, max_new_tokens=MAX_COMPLETION_TOKENS, do_sample=False, eos_token_id=stop_token_ids(tokenizer)
             )
@@ -93,16 +100,19 @@ def load(model_path: Path):
     return model, AutoTokenizer.from_pretrained(model_path)
 
 
-def evaluate(model_path: Path, out: Path) -> None:
+def evaluate(model_path: Path, out: Path, device: str = "cpu", data_dir: str | None = None) -> None:
     """Held-out greedy accuracy of the untrained model (the same for every run: one model, greedy)."""
     model, tokenizer = load(model_path)
     start = time.perf_counter()
-    result = heldout_accuracy(model.eval(), tokenizer, cpu_task.split_entries()[1])
+    result = heldout_accuracy(model.to(device).eval(), tokenizer, cpu_task.split_entries(data_dir)[1])
     out.write_text(json.dumps(result | {"wall_s": round(time.perf_counter() - start, 1)}))
 
 
-def train(model_path: Path, workdir: Path, method: str, seed: int, steps: int) -> None:
-    """One run: `steps` GRPO steps on the 320 training questions, then held-out greedy accuracy."""
+def train(model_path: Path, workdir: Path, method: str, seed: int, steps: int, prompts_per_step: int = PROMPTS_PER_STEP,
+          generations: int = GENERATIONS, device: str = "cpu", data_dir: str | None = None,
+          deadline_unix: float | None = None) -> None:
+    """One run: `steps` GRPO steps on the 320 training questions (fewer if `deadline_unix` passes first), then
+    held-out greedy accuracy."""
     from datasets import Dataset
 
     from saw_verl.integrations.trl import SAWGRPOConfig, SAWGRPOTrainer
@@ -115,17 +125,18 @@ def train(model_path: Path, workdir: Path, method: str, seed: int, steps: int) -
     freeze_lower_layers(model)
     args = SAWGRPOConfig(
         output_dir=str(out), saw_estimator=estimator, saw_dynamic=dynamic, saw_reward_min=[0.0, 0.0],
-        num_generations=GENERATIONS, per_device_train_batch_size=PROMPTS_PER_STEP * GENERATIONS,
+        num_generations=generations, per_device_train_batch_size=prompts_per_step * generations,
         gradient_accumulation_steps=1, max_steps=steps, max_completion_length=MAX_COMPLETION_TOKENS,
         temperature=TEMPERATURE, learning_rate=LEARNING_RATE, lr_scheduler_type="constant", weight_decay=0.0, beta=0.0,
-        seed=seed, use_cpu=True, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        seed=seed, use_cpu=device == "cpu", logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
         generation_kwargs={"eos_token_id": stop_token_ids(tokenizer)},
+        **({"bf16": True, "gradient_checkpointing": False} if device == "cuda" else {}),
     )  # fmt: skip
-    train_entries, heldout_entries = cpu_task.split_entries()
+    train_entries, heldout_entries = cpu_task.split_entries(data_dir)
     dataset = Dataset.from_list(cpu_task.dataset_rows(train_entries, tokenizer))
     trainer = SAWGRPOTrainer(
         model, [cpu_task.format_reward, cpu_task.correct_reward], args=args, train_dataset=dataset,
-        processing_class=tokenizer,
+        processing_class=tokenizer, callbacks=[] if deadline_unix is None else [_deadline_callback(deadline_unix)],
     )  # fmt: skip
     trainer.train()
     trainer.save_state()
@@ -134,7 +145,22 @@ def train(model_path: Path, workdir: Path, method: str, seed: int, steps: int) -
     (out / "heldout.json").write_text(json.dumps(heldout))
     run = {"method": method, "seed": seed, "steps": steps, "train_wall_s": round(train_s, 1),
            "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+    if deadline_unix is not None:
+        run |= {"steps_done": trainer.state.global_step, "stopped_at_deadline": trainer.state.global_step < steps}
     (out / "run.json").write_text(json.dumps(run))
+
+
+def _deadline_callback(deadline_unix: float):
+    """A TrainerCallback that stops training at the end of the first step finished after `deadline_unix`."""
+    from transformers import TrainerCallback
+
+    class Deadline(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.time() >= deadline_unix:
+                control.should_training_stop = True
+            return control
+
+    return Deadline()
 
 
 def heldout_table(runs: list[dict], untrained: dict) -> str:
@@ -179,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--prompts-per-step", type=int, default=PROMPTS_PER_STEP)
+    parser.add_argument("--generations", type=int, default=GENERATIONS, help="rollouts per prompt")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--data-dir", help="bfcl_eval's data folder (default: the installed bfcl_eval package's)")
+    parser.add_argument("--deadline-unix", type=float, help="train: stop after the first step that ends past this time")
     args = parser.parse_args(argv)
     needed = {"evaluate": ("model", "out"), "train": ("model", "workdir", "method"), "collect": ("workdir", "out")}
     absent = [f"--{name}" for name in needed[args.command] if getattr(args, name) is None]
@@ -186,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.command} needs {' '.join(absent)}")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.command == "evaluate":
-        evaluate(args.model.expanduser().resolve(), args.out)
+        evaluate(args.model.expanduser().resolve(), args.out, args.device, args.data_dir)
     elif args.command == "train":
         workdir = args.workdir.expanduser().resolve()
-        train(args.model.expanduser().resolve(), workdir, args.method, args.seed, args.steps)
+        train(args.model.expanduser().resolve(), workdir, args.method, args.seed, args.steps, args.prompts_per_step,
+              args.generations, args.device, args.data_dir, args.deadline_unix)
     else:
         return collect(args.workdir.expanduser().resolve(), args.out, args.methods, args.seeds)
     return 0

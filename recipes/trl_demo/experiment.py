@@ -51,7 +51,7 @@ def run_dir(workdir: Path, method: str, seed: int) -> Path:
 
 def prepare(workdir: Path, seeds: list[int]) -> None:
     """One random tiny Qwen2 per seed (kept if already built)."""
-    from saw_verl.cpu_harness.assets import PLAIN_TEMPLATE, TinyQwen2, build_tiny_model
+    from cpu_harness.assets import PLAIN_TEMPLATE, TinyQwen2, build_tiny_model
 
     for seed in seeds:
         if not (model_dir(workdir, seed) / "config.json").exists():

@@ -8,6 +8,7 @@
 #   PARALLEL=2   PYTHON=python
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/: the checkout only
 export WORKDIR="${WORKDIR:-/tmp/saw_trl_demo_grid}" STEPS="${STEPS:-100}" PYTHON="${PYTHON:-python}"
 export EXPERIMENT="$HERE/experiment.py"
 OUT="${OUT:-$HERE/results}"

@@ -28,7 +28,7 @@ up to float32 rounding here), puts the value on the last response token and, wit
 on every response token: the spec's ``A(j) * response_mask``. Metrics ``saw/{key}/{weight,cv,mean,std}``
 go through ``Experience.info`` as (B,) tensors.
 
-Where this differs from the spec (saw-spec.md) and from verl:
+Where this differs from the specification (docs/spec.md) and from verl:
 - saw_gdpo whitens over rollouts (each rollout weight 1; unbiased variance, eps 1e-8), not over
   response tokens: the delegate subtracts group means, which would undo a token-weighted mean. Equal
   to the spec when all responses have the same length; TRL whitens per rollout too.
@@ -42,6 +42,9 @@ Where this differs from the spec (saw-spec.md) and from verl:
   they would act on the advantage; make length a SAW key), no Dr.GRPO (norm_by_std) option.
 """
 
-from saw_verl.integrations.openrlhf.options import saw_runtime_env
+from saw_verl.integrations import require_trainer
+
+require_trainer("openrlhf", "openrlhf")  # found, not imported: the Ray hook imports no OpenRLHF
+from saw_verl.integrations.openrlhf.options import saw_runtime_env  # noqa: E402
 
 __all__ = ["saw_runtime_env"]

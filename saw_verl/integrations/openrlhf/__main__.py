@@ -2,7 +2,7 @@
 
 import logging
 
-from saw_verl.config import SawInputError
+from saw_verl.errors import SawInputError
 from saw_verl.integrations.openrlhf.launcher import main
 
 _console = logging.getLogger("saw_verl")

@@ -19,7 +19,8 @@ import torch
 from openrlhf.utils.logging_utils import init_logger  # imported only once OpenRLHF is: its console format
 
 from saw_verl.advantages import saw_advantages
-from saw_verl.config import SawConfig, SawInputError
+from saw_verl.config import SawConfig
+from saw_verl.errors import SawInputError
 from saw_verl.integrations.openrlhf.options import DELEGATE_ESTIMATOR, config_from_env, estimator_of
 from saw_verl.weights import step_metrics
 

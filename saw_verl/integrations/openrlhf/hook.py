@@ -3,7 +3,7 @@
 Ray runs :func:`setup` in every worker of the job (vLLM engines, DeepSpeed model actors, the
 ``PPOTrainer`` actor and, in async mode, the ``TrainingActor`` that ``PPOTrainerAsync`` spawns). It
 imports nothing of OpenRLHF, DeepSpeed or vLLM: it only registers a post-import patch
-(:func:`saw_verl.import_hooks.after_import`), applied in the one process that imports
+(:func:`saw_verl.integrations.import_hooks.after_import`), applied in the one process that imports
 ``openrlhf.trainer.ppo_utils.experience_maker``, right after that import.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from saw_verl.import_hooks import after_import
+from saw_verl.integrations.import_hooks import after_import
 
 TARGET_MODULE = "openrlhf.trainer.ppo_utils.experience_maker"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Optional, Sequence
 
-from saw_verl.config import SawInputError
+from saw_verl.errors import SawInputError
 from saw_verl.integrations.openrlhf.options import (
     DELEGATE_ESTIMATOR,
     ESTIMATOR_MODES,

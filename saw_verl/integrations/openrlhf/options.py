@@ -12,7 +12,8 @@ import json
 import os
 from typing import Mapping, Optional, Sequence, Union
 
-from saw_verl.config import SawConfig, SawInputError
+from saw_verl.config import SawConfig
+from saw_verl.errors import SawInputError
 
 ENV_VAR = "SAW_VERL_OPENRLHF"
 SETUP_HOOK = "saw_verl.integrations.openrlhf.hook.setup"

@@ -6,12 +6,12 @@
     trainer = SAWGRPOTrainer(model, reward_funcs=[format_reward, correct_reward], args=args, train_dataset=ds)
 
 Reward keys are TRL's `reward_func_names`; `reward_weights` are the static alpha_k (>= 0). Each
-generation batch, the SAW weights w_k (spec Step 1, over the gathered batch, NaN = unscored left
+generation batch, the SAW weights w_k (docs/spec.md Step 1, over the gathered batch, NaN = unscored left
 out) become `reward_weights = w * alpha`, and TRL's own aggregation runs:
 
-* `saw_grpo` = `sum_then_normalize` with `scale_rewards` "group" (spec Step 2a) or "none" (no std
+* `saw_grpo` = `sum_then_normalize` with `scale_rewards` "group" (docs/spec.md Step 2a) or "none" (no std
   division, Dr. GRPO); "batch" is refused.
-* `saw_gdpo` = `normalize_then_sum` (spec Step 2b).
+* `saw_gdpo` = `normalize_then_sum` (docs/spec.md Step 2b).
 
 Where TRL differs from the spec (and from saw_verl's verl estimators), TRL wins, so that
 `saw_dynamic=False` is exactly `GRPOTrainer`: epsilon 1e-4 added to every std (spec 1e-6 in the
@@ -21,7 +21,10 @@ TRL's handling of constant groups (no exact-zero rule) and of completions no rew
 `reward` becomes the SAW-weighted sum; `saw/static_weighted_reward` keeps the alpha-weighted one.
 """
 
-from saw_verl.integrations.trl.config import SAWGRPOConfig
-from saw_verl.integrations.trl.trainer import SAWGRPOTrainer
+from saw_verl.integrations import require_trainer
+
+require_trainer("trl", "trl")
+from saw_verl.integrations.trl.config import SAWGRPOConfig  # noqa: E402
+from saw_verl.integrations.trl.trainer import SAWGRPOTrainer  # noqa: E402
 
 __all__ = ["SAWGRPOConfig", "SAWGRPOTrainer"]

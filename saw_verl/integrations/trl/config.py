@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from saw_verl.config import SawInputError
+from saw_verl.errors import SawInputError
 
 # SAW estimator -> the TRL aggregation that carries it out with the SAW weights as `reward_weights`
 ESTIMATOR_AGGREGATION = {"saw_grpo": "sum_then_normalize", "saw_gdpo": "normalize_then_sum"}
@@ -21,7 +21,7 @@ class SAWGRPOConfig(GRPOConfig):
 
     `saw_estimator` and `multi_objective_aggregation` name the same choice: set either one (or both,
     consistently). Neither set: `saw_grpo` with `sum_then_normalize`, TRL's default aggregation.
-    `saw_grpo` takes `scale_rewards` "group" (the spec's group z-score) or "none" (Dr. GRPO); "batch"
+    `saw_grpo` takes `scale_rewards` "group" (the group z-score of docs/spec.md Step 2a) or "none" (Dr. GRPO); "batch"
     is refused, since SAW-GRPO is defined on the group z-score.
     """
 

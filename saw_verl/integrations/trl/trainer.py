@@ -16,7 +16,8 @@ import torch
 import trl
 from trl import GRPOTrainer
 
-from saw_verl.config import SawConfig, SawInputError
+from saw_verl.config import SawConfig
+from saw_verl.errors import SawInputError
 from saw_verl.integrations.trl.config import SAWGRPOConfig
 from saw_verl.weights import batch_weights, step_metrics
 

@@ -5,11 +5,16 @@
 - `shim`: gives them the per-key rewards in both verl 0.9.1 trainers, and the `saw/*` step metrics
 - `bindings`: wraps a verl function wherever a verl module binds it (the shim's survival of verl moves)
 - `sessions`: v1 multi-output agent sessions (final outputs only, broadcast), as verl's GRPO
-- `config`: `algorithm.saw` options, `SawAlgoConfig`
+- `config`: `algorithm.saw` options, `SawAlgoConfig`, verl's option names in SAW's errors
+- `columns`: verl's reward columns and uid array -> the core's tensors
+- `metrics`: the `saw/*` step metrics and the per-step log line
 
 verl is imported here, before any submodule: `import verl` loads our plugin, which needs these
 modules whole. Were a submodule (say `config`) to import verl first, the plugin would meet it half
 executed and fail. Inside verl's own plugin loading, `import verl` returns the module in progress.
 """
 
-import verl  # noqa: F401  (see above)
+from saw_verl.integrations import require_trainer
+
+require_trainer("verl", "verl")
+import verl  # noqa: E402, F401  (see above)

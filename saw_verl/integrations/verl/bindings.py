@@ -17,12 +17,11 @@ Design:
   original itself: that binding is then left alone (e.g. verl already does what the wrapper adds).
 - `install` rebinds every verl module already imported and puts `_VerlImportWatcher` on
   `sys.meta_path`. For each `verl.*` module about to be imported, the watcher registers `rebind`
-  with `saw_verl.import_hooks.after_import` (the one post-import mechanism of this package) and asks
+  with `saw_verl.integrations.import_hooks.after_import` (the post-import mechanism of the integrations) and asks
   that hook's finder for the spec, so `rebind` runs right after the module executes; a module that
   does `from x import compute_advantage` therefore binds the wrapper (x was rebound first) or gets
-  rebound itself. Non-verl imports cost one string test. Measured (2-core dev box shared with other
-  jobs, 2026-12-01): 5-15 us per verl module for the watcher and 8-11 us for the pass over its
-  globals, so 3-6 ms over the ~220 verl modules a trainer process imports (which take 1.7-2.9 s).
+  rebound itself. Non-verl imports cost one string test; the cost per verl module is in
+  benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import threading
 from collections.abc import Callable, Mapping
 from types import FunctionType, ModuleType
 
-from saw_verl.import_hooks import after_import
+from saw_verl.integrations.import_hooks import after_import
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,20 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from verl.trainer.config import AlgoConfig
 
-from saw_verl.config import SawConfig, SawInputError
+from saw_verl.config import SawConfig
+from saw_verl.errors import SawInputError
 
 logger = logging.getLogger(__name__)
 
+# What SawConfig's errors call each option in a verl job: verl's config keys.
+VERL_OPTION_NAMES = {
+    "reward_keys": "algorithm.gdpo_reward_keys",
+    "static_weights": "algorithm.gdpo_reward_weights",
+    "reward_min": "algorithm.saw.reward_min",
+    "preset": "algorithm.saw.preset",
+    "dynamic": "algorithm.saw.dynamic",
+    "delta": "algorithm.saw.delta",
+}
 SAW_OPTION_DEFAULTS = {"preset": "paper", "dynamic": True, "reward_min": None, "delta": 1e-8}
 _warned_kl_in_reward = False
 
@@ -112,6 +122,7 @@ def saw_config_from_algorithm(
         delta=options["delta"],
         epsilon=epsilon,
         norm_by_std=bool(norm_adv_by_std_in_grpo),
+        option_names=VERL_OPTION_NAMES,
     )
 
 

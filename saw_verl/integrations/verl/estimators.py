@@ -25,9 +25,10 @@ from typing import NamedTuple, Optional
 import torch
 from verl.trainer.ppo import core_algos
 
-from saw_verl.advantages import group_ids_from_index, rewards_from_columns, saw_advantages
-from saw_verl.config import SawInputError
+from saw_verl.advantages import saw_advantages
+from saw_verl.errors import SawInputError
 from saw_verl.integrations.verl import metrics
+from saw_verl.integrations.verl.columns import group_ids_from_index, rewards_from_columns
 from saw_verl.integrations.verl.config import saw_config_from_algorithm
 from saw_verl.integrations.verl.sessions import AgentSessions
 

@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from saw_verl.config import SawInputError
+from saw_verl.errors import SawInputError
 
 KEY_FORMAT = "{uid}_{session_id}_{index}"
 

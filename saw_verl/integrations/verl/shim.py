@@ -21,7 +21,7 @@ delegated untouched):
 
 The three functions are wrapped wherever a verl module binds them, whichever module defines them
 (`bindings`: survives verl moving them); the v1 method is patched when
-`verl.trainer.ppo.v1.trainer_base` is imported (`saw_verl.import_hooks.after_import`). Everything
+`verl.trainer.ppo.v1.trainer_base` is imported (`saw_verl.integrations.import_hooks.after_import`). Everything
 already imported is patched at once. Idempotent and feature-detecting: a target that changed shape
 gets a WARNING, never a crash.
 """
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
-from saw_verl.import_hooks import after_import
+from saw_verl.integrations.import_hooks import after_import
 from saw_verl.integrations.verl import bindings, estimators
 from saw_verl.integrations.verl import metrics as saw_metrics
 from saw_verl.integrations.verl.bindings import WRAPPED

@@ -29,8 +29,8 @@ def _verl_version() -> str:
 def incompatible(what: str) -> HarnessCompatError:
     """Build the error raised when a verl internal changed, naming it and both verl versions."""
     return HarnessCompatError(
-        f"saw_verl.cpu_harness: {what}. The harness was written against verl {TESTED_VERL_VERSION}; "
-        f"installed verl is {_verl_version()}. Update saw_verl/cpu_harness for this verl release."
+        f"cpu_harness: {what}. The harness was written against verl {TESTED_VERL_VERSION}; "
+        f"installed verl is {_verl_version()}. Update cpu_harness for this verl release."
     )
 
 

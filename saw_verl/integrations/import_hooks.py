@@ -1,7 +1,7 @@
-"""Run a patch right after a module finishes executing, without importing it early (no verl import).
+"""Run a patch right after a module finishes executing, without importing it early (no trainer import).
 
-Both verl plugins of this package (the integration shim and the CPU harness) are imported from
-inside ``import verl``, while verl is half initialised, and run in every Ray actor, most of which
+The verl plugin (and the repository's CPU harness plugin) are imported from inside ``import verl``, while
+verl is half initialised; the OpenRLHF Ray setup hook runs in every Ray worker. Most of those processes
 never import the modules they patch. :func:`after_import` defers each patch to the moment its module
 is first imported, or applies it at once if it already was. Patches must be idempotent.
 """

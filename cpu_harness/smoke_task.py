@@ -1,7 +1,7 @@
 """A two-second task for smoke runs: "a+b=" prompts and a reward with several components.
 
 ``compute_score`` is a verl custom reward function (``reward.custom_reward_function.path=
-pkg://saw_verl.cpu_harness.smoke_task``); it returns the same keys for every sample, as verl's
+pkg://cpu_harness.smoke_task``); it returns the same keys for every sample, as verl's
 agent loop requires, so each key reaches the advantage estimator as a per-row reward.
 """
 
@@ -11,7 +11,7 @@ import random
 import re
 from pathlib import Path
 
-from saw_verl.cpu_harness.assets import rl_row, write_rl_parquet
+from cpu_harness.assets import rl_row, write_rl_parquet
 
 DATA_SOURCE = "saw_cpu_smoke_add"
 REWARD_KEYS = ("accuracy_reward", "format_reward", "length_reward")

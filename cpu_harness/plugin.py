@@ -1,7 +1,7 @@
 """verl plugin that lets ``python -m verl.trainer.main_ppo`` run on a CPU-only machine.
 
-Opt-in only: load it with ``VERL_USE_EXTERNAL_MODULES=saw_verl.cpu_harness.plugin`` together with
-``VERL_PLATFORM=cpu`` (the launcher in :mod:`saw_verl.cpu_harness.launcher` sets both). It is not
+Opt-in only: load it with ``VERL_USE_EXTERNAL_MODULES=cpu_harness.plugin`` together with
+``VERL_PLATFORM=cpu`` (the launcher in :mod:`cpu_harness.launcher` sets both). It is not
 a ``verl.plugins`` entry point, so installing saw-verl never changes how verl runs on a GPU.
 
 verl imports this module from inside ``import verl`` in every process (driver and Ray actors),
@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from saw_verl.cpu_harness import platform
-from saw_verl.cpu_harness.compat import require
-from saw_verl.import_hooks import after_import
+from cpu_harness import platform
+from cpu_harness.compat import require
+from saw_verl.integrations.import_hooks import after_import
 
 ROLLOUT_NAME = "hf"
-_ADAPTER_PATH = "saw_verl.cpu_harness.rollout.HFServerAdapter"
+_ADAPTER_PATH = "cpu_harness.rollout.HFServerAdapter"
 
 
 def _load_hf_replica() -> type:
-    from saw_verl.cpu_harness.rollout import HFReplica
+    from cpu_harness.rollout import HFReplica
 
     return HFReplica
 

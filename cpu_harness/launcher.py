@@ -9,7 +9,7 @@ ours on the same key. Being command-line overrides, :data:`CPU_OVERRIDES` also w
 
 Command line (prints nothing of its own; exec's verl with the merged overrides)::
 
-    python -m saw_verl.cpu_harness.launcher [--config-path DIR --config-name NAME] key=value ...
+    python -m cpu_harness.launcher [--config-path DIR --config-name NAME] key=value ...
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import psutil
 
-PLUGIN_MODULE = "saw_verl.cpu_harness.plugin"
+PLUGIN_MODULE = "cpu_harness.plugin"
+CHECKOUT = str(Path(__file__).resolve().parents[1])  # the folder holding cpu_harness/: it ships in no wheel
 
 CPU_OVERRIDES = (
     "trainer.device=cpu",
@@ -48,12 +49,15 @@ CPU_OVERRIDES = (
 
 
 def harness_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) plus the variables that load the plugin."""
+    """``base`` (default: this process's environment) plus the variables that load the plugin from this checkout."""
     env = dict(os.environ if base is None else base)
     modules = [m for m in env.get("VERL_USE_EXTERNAL_MODULES", "").split(",") if m]
     if PLUGIN_MODULE not in modules:
         modules.append(PLUGIN_MODULE)
     env["VERL_USE_EXTERNAL_MODULES"] = ",".join(modules)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if CHECKOUT not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([CHECKOUT, *paths])  # every Ray worker imports the plugin from here
     env["VERL_PLATFORM"] = "cpu"
     env["TOKENIZERS_PARALLELISM"] = "false"
     return env
@@ -153,7 +157,7 @@ def run_main_ppo(overrides: Iterable[str], log_path: str | Path, timeout_s: floa
             returncode = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             returncode = _kill_tree(proc)
-            log.write(f"\n[saw_verl.cpu_harness] killed after {timeout_s:.0f} s timeout\n".encode())
+            log.write(f"\n[cpu_harness] killed after {timeout_s:.0f} s timeout\n".encode())
         finally:
             done.set()
             sampler.join()

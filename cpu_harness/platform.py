@@ -24,8 +24,8 @@ from types import ModuleType
 import psutil
 import torch
 
-from saw_verl.cpu_harness.compat import incompatible, require
-from saw_verl.import_hooks import after_import
+from cpu_harness.compat import incompatible, require
+from saw_verl.integrations.import_hooks import after_import
 
 try:
     from verl.plugin.platform.platform_base import PlatformBase

@@ -9,7 +9,7 @@ same three pieces for a plain HF model on CPU:
 * :class:`HFServerAdapter`: the ``BaseRollout`` living in the FSDP actor worker; verl hands it the
   trained weights after every update and it loads them into the server.
 
-Imported lazily (by verl's registries, through :mod:`saw_verl.cpu_harness.plugin`).
+Imported lazily (by verl's registries, through :mod:`cpu_harness.plugin`).
 """
 
 from __future__ import annotations
