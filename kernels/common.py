@@ -1,5 +1,5 @@
 """What the GRPO and GDPO kernels share: the constants layout, the launch geometry of each variant, group bounds
-by a many-way search, the block partials of the batch statistics and their merge (spec Step 1), the tile store.
+by a many-way search, the block partials of the batch statistics and their merge (docs/spec.md Step 1), the tile store.
 
 A leaf: imports torch and triton only (nothing of saw_verl). Every statistic is accumulated in float64,
 whatever the rewards' dtype: the (N, K) work is tiny next to the (N, L) pass, and float64 keeps the
@@ -201,7 +201,7 @@ def block_partials(rewards_ptr, stride_n, stride_k, order_ptr, partials_ptr, bad
 def batch_summary(partials_ptr, bad_ptr, consts_ptr, N, K, P, keys, PAPER: tl.constexpr, DYNAMIC: tl.constexpr,
                   GDPO: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_S: tl.constexpr):
     """Merge the P block partials in a fixed order (mean = sum / N; M2 = sum_b M2_b + n_b (mean_b - mean)^2) and
-    apply spec Step 1 -> (weights, cv, mean, std, coef = weight * alpha) (BLOCK_K,) float64 and the first
+    apply docs/spec.md Step 1 -> (weights, cv, mean, std, coef = weight * alpha) (BLOCK_K,) float64 and the first
     non-finite flat index (N * K if none). Float64 reference: saw_verl.reference.reference_weights."""
     live = keys < K
     steps = tl.arange(0, FINAL_BLOCK)

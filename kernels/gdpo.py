@@ -1,4 +1,4 @@
-"""SAW GDPO (spec Step 1 + Step 2b) in 4 launches: torch.sort of the group ids, _gdpo_stats_kernel,
+"""SAW GDPO (docs/spec.md Step 1 + Step 2b) in 4 launches: torch.sort of the group ids, _gdpo_stats_kernel,
 _gdpo_scores_kernel, _gdpo_write_kernel. Float64 reference: saw_verl.reference.reference_saw_advantages
 (mode "gdpo"; per-key z-scores: reference_group_zscore).
 
@@ -74,7 +74,7 @@ def group_zscores(values, inside, first, stop, pieces_ptr, N, cols, C, epsilon,
                   NORM_BY_STD: tl.constexpr, BLOCK_S: tl.constexpr):
     """Group z-scores of values (R, C') for rows (inside (R,)) whose group is the sorted run [first, stop).
 
-    Merges the group's pieces in block order (two passes: mean, then M2 about it). Spec conventions:
+    Merges the group's pieces in block order (two passes: mean, then M2 about it). docs/spec.md, Conventions:
     a single-rollout group gives x / (1 + eps) (verl: mean 0, std 1), a constant group (max == min)
     exactly 0; NORM_BY_STD False skips the division by (std + eps).
     """

@@ -1,4 +1,4 @@
-"""SAW GRPO (spec Step 1 + Step 2a) in 3 launches: torch.sort of the group ids, _grpo_stats_kernel,
+"""SAW GRPO (docs/spec.md Step 1 + Step 2a) in 3 launches: torch.sort of the group ids, _grpo_stats_kernel,
 _grpo_write_kernel. Float64 reference: saw_verl.reference.reference_saw_advantages (mode "grpo").
 
 The group z-scores are those of R(j) = sum_k c_k r_k(j), with c = weight * alpha known only once the batch
@@ -12,7 +12,7 @@ knows c; it adds the pieces of a row's group in block order (a fixed order: same
 Shifting by a member of the group keeps the cancellation in M2_R below a factor n (rep's own deviation is part
 of M2_R); the statistics are float64 whatever the rewards' dtype.
 
-Constant groups (spec: exactly 0): a key constant in the group has y = 0 on every row, so Q_kk == 0 exactly (a
+Constant groups (docs/spec.md: exactly 0): a key constant in the group has y = 0 on every row, so Q_kk == 0 exactly (a
 sum of squares); a group whose keys with c_k != 0 all have Q_kk == 0 gets exactly 0. A group whose weighted sum
 is constant while its keys vary gets c.y(j) - c.S / n, exactly 0 when those products and sums are exact (e.g.
 complementary 0/1 keys with equal weights), else rounding noise over (std + eps) (the reference's max == min of
@@ -60,7 +60,7 @@ def store_moments(y, starts, ends, moments_ptr, positions, keys, K):
 def summed_zscores(rewards_ptr, stride_n, stride_k, order_ptr, moments_ptr, rows, inside, first, stop, coef, keys,
                    K, epsilon, NORM_BY_STD: tl.constexpr, BLOCK_S: tl.constexpr):
     """(R,) float64 group z-scores of R(j) = sum_k coef_k r_k(j) for `rows` (inside: (R,) bool), whose group is
-    the sorted run [first, stop). Spec conventions: a single-rollout group gives R / (1 + eps) (verl: mean 0,
+    the sorted run [first, stop). docs/spec.md, Conventions: a single-rollout group gives R / (1 + eps) (verl: mean 0,
     std 1), a constant group exactly 0; NORM_BY_STD False skips the division by (std + eps)."""
     stop = tl.where(inside, stop, first + 1)  # rows outside the batch: a harmless one-row group
     count = (stop - first).to(tl.float64)

@@ -19,8 +19,8 @@ MATRIX_DIR=${MATRIX_DIR:-$(mktemp -d /tmp/saw_matrix.XXXXXX)}
 TORCH="torch==${SAW_TORCH_VERSION:-2.13.0}"
 TRL_PINS=(trl==1.16.0 transformers==5.23.0)
 TRITON_PIN=${SAW_MATRIX_TRITON:-triton==3.6.0}  # the GPU machine's triton, here under the interpreter
-CELLS=("${@:-bare trl openrlhf}")
-CELLS=(${CELLS[*]})
+CELLS=("$@")
+[ ${#CELLS[@]} -gt 0 ] || CELLS=(bare trl openrlhf)
 SUMMARY="$MATRIX_DIR/summary.txt"
 mkdir -p "$MATRIX_DIR/dist"
 : > "$SUMMARY"

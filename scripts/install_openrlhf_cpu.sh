@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 "$PY" -m pip download -q --no-deps -d "$work" "openrlhf==$VERSION"
 # OpenRLHF's base requirements (no extras), less the CUDA-only build, torch pinned to the installed one.
 "$PY" - "$work"/openrlhf-*.whl "$torch_before" > "$work/requirements.txt" <<'PY'
-import sys, zipfile
+import re, sys, zipfile
 wheel, torch_version = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as archive:
     metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
@@ -27,7 +27,7 @@ for line in metadata.splitlines():
     if not line.startswith("Requires-Dist: ") or "extra ==" in line:
         continue
     requirement = line.split(": ", 1)[1].strip()
-    name = requirement.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip()
+    name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
     if name.lower() in CUDA_ONLY:
         continue
     print(f"torch=={torch_version}" if name.lower() == "torch" else requirement)
