@@ -16,6 +16,7 @@ _EXPORTS = {
     "SawConfig": "saw_verl.config",
     "SawInputError": "saw_verl.errors",
     "SawResult": "saw_verl.result",
+    "SawHistory": "saw_verl.history",
     "BatchWeights": "saw_verl.weights",
     "batch_weights": "saw_verl.weights",
     "metric_name": "saw_verl.weights",

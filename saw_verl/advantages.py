@@ -1,11 +1,13 @@
 """Public entry point of the math: check shapes, then dispatch to the torch or Triton backend.
 
-Knows no trainer: inputs are tensors. Also the tensor API for trainers whose advantages live on the GPU:
-saw_grpo_advantages / saw_gdpo_advantages.
+Knows no trainer: inputs are tensors (NumPy arrays and lists are converted). Also the tensor API for trainers
+whose advantages live on the GPU: saw_grpo_advantages / saw_gdpo_advantages.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib.util
 import os
 from typing import Optional
@@ -14,15 +16,40 @@ import torch
 
 from saw_verl.config import SawConfig
 from saw_verl.errors import SawInputError
+from saw_verl.history import SawHistory
 from saw_verl.result import SawResult
 from saw_verl.torch_backend import torch_saw_advantages
 
 BACKEND_ENV = "SAW_VERL_BACKEND"
 BACKENDS = ("torch", "triton")
+# SawConfig fields the tensor API takes as keywords (the function sets the mode; errors use the field names)
+TENSOR_API_OPTIONS = tuple(f.name for f in dataclasses.fields(SawConfig) if f.name not in ("mode", "option_names"))
+
+
+def as_tensors(rewards, group_ids, response_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tensors as they are; NumPy arrays and (nested) lists become tensors (rewards float64, group ids int64,
+    the mask as given). Anything else is a SawInputError naming the argument and what it must be."""
+    wanted = {
+        "rewards": (rewards, torch.float64, "(N, K) floats"),
+        "group_ids": (group_ids, None, "(N,) integers, one group id per rollout"),
+        "response_mask": (response_mask, None, "(N, L) 0/1 values (bool, int or float)"),
+    }
+    out = []
+    for name, (value, dtype, expected) in wanted.items():
+        if not isinstance(value, torch.Tensor):
+            try:
+                value = torch.as_tensor(value, dtype=dtype)
+            except (TypeError, ValueError, RuntimeError) as error:
+                raise SawInputError(
+                    f"{name} must be a tensor, NumPy array or list of {expected}; got {type(value).__name__} "
+                    f"({error})"
+                ) from None
+        out.append(value)
+    return tuple(out)
 
 
 def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig) -> None:
-    """Raise SawInputError naming the tensor / shape / dtype / device at fault. Host-side only: no sync.
+    """Raise SawInputError naming the argument / shape / dtype / device at fault. Host-side only: no sync.
 
     The values (finite rewards, GDPO's M >= 2) are checked by the backends, in their one status read.
     """
@@ -34,13 +61,13 @@ def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: 
     if response_mask.dim() != 2 or response_mask.shape[0] != n:
         raise SawInputError(f"response_mask must be (N={n}, L), got {tuple(response_mask.shape)}")
     if group_ids.shape != (n,):
-        raise SawInputError(f"group index must have shape ({n},), got {tuple(group_ids.shape)}")
+        raise SawInputError(f"group_ids must have shape (N,) = ({n},), one id per rollout; got {tuple(group_ids.shape)}")
     if n < 2:
         raise SawInputError(f"SAW needs at least 2 rollouts for the batch std; got N={n}")
     if not rewards.dtype.is_floating_point:
         raise SawInputError(f"rewards must be a floating-point tensor, got {rewards.dtype}")
     if group_ids.dtype.is_floating_point or group_ids.dtype.is_complex or group_ids.dtype == torch.bool:
-        raise SawInputError(f"group ids must be an integer tensor (any int64 values), got {group_ids.dtype}")
+        raise SawInputError(f"group_ids must be an integer tensor (any int64 values), got {group_ids.dtype}")
     devices = {"rewards": rewards.device, "group_ids": group_ids.device, "response_mask": response_mask.device}
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
@@ -72,52 +99,74 @@ def saw_advantages(
     cfg: SawConfig,
     num_groups: Optional[int] = None,
     backend: Optional[str] = None,
+    history: Optional[SawHistory] = None,
 ) -> SawResult:
     """SAW advantages on the mask's device.
 
     rewards (N, K) float; group_ids (N,) integer, any values (sparse, unsorted, negative, near +-2^62: groups
-    are compacted on the device at O(N) cost); response_mask (N, L) bool/int/float. CPU rewards / group ids
-    follow a CUDA mask (e.g. columns built from numpy); any other device mismatch is refused.
+    are compacted on the device at O(N) cost); response_mask (N, L) bool/int/float. NumPy arrays and lists are
+    taken as tensors. CPU rewards / group ids follow a CUDA mask (e.g. columns built from numpy); any other
+    device mismatch is refused.
     num_groups: optional hint that the ids are already dense in [0, num_groups) (verl's
     integration passes it): the torch path on the CPU then skips ranking them; wrong hints are ignored, never trusted.
-    Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std (K,) float64.
+    history: the run's SawHistory, needed when cfg.history_decay > 0 (docs/spec.md, "History"); updated with
+    this step once the result is final (not on an error).
+    Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std, batch_cv (K,) float64
+    (and the new pool with a history).
     """
+    rewards, group_ids, response_mask = as_tensors(rewards, group_ids, response_mask)
     device = response_mask.device
     if device.type != "cpu":  # host-built columns follow the mask; tensors on another accelerator do not
         rewards = rewards.to(device) if rewards.device.type == "cpu" else rewards
         group_ids = group_ids.to(device) if group_ids.device.type == "cpu" else group_ids
     check_shapes(rewards, group_ids, response_mask, cfg)
+    if cfg.history_decay > 0 and history is None:
+        raise SawInputError(
+            f"{cfg.option('history_decay')}={cfg.history_decay} needs the run's history: pass history=SawHistory() "
+            "(one per run, the same object every step)"
+        )
+    pool = None if history is None else history.pool_for(cfg, device)
     if resolve_backend(device, backend) == "triton":
         from saw_verl.triton_backend import triton_saw_advantages
 
-        return triton_saw_advantages(rewards, group_ids, response_mask, cfg)
-    return torch_saw_advantages(rewards, group_ids, response_mask, cfg, num_groups)
+        result = triton_saw_advantages(rewards, group_ids, response_mask, cfg, pool)
+    else:
+        result = torch_saw_advantages(rewards, group_ids, response_mask, cfg, num_groups, pool)
+    if history is not None:
+        history.commit(cfg, result.pool)
+    return result
 
 
 def saw_grpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
-    **options,
+    history: Optional[SawHistory] = None, **options,
 ) -> SawResult:
     """saw_grpo on tensors (trainers whose advantages live on the GPU).
 
-    rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) bool/int/float.
-    options: SawConfig fields (reward_keys, preset, dynamic, reward_min, static_weights, delta, epsilon,
-    norm_by_std). backend: as saw_advantages. Returns SawResult (advantages (N, L) float32).
+    rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) bool/int/float (NumPy
+    arrays and lists are taken as tensors). options: SawConfig fields (TENSOR_API_OPTIONS). backend, history:
+    as saw_advantages. Returns SawResult (advantages (N, L) float32).
     """
-    return _saw_tensors("grpo", rewards, group_ids, response_mask, backend, options)
+    return _saw_tensors("grpo", rewards, group_ids, response_mask, backend, history, options)
 
 
 def saw_gdpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
-    **options,
+    history: Optional[SawHistory] = None, **options,
 ) -> SawResult:
     """saw_gdpo on tensors; arguments as saw_grpo_advantages."""
-    return _saw_tensors("gdpo", rewards, group_ids, response_mask, backend, options)
+    return _saw_tensors("gdpo", rewards, group_ids, response_mask, backend, history, options)
 
 
-def _saw_tensors(mode, rewards, group_ids, response_mask, backend, options) -> SawResult:
+def _saw_tensors(mode, rewards, group_ids, response_mask, backend, history, options) -> SawResult:
+    unknown = sorted(set(options) - set(TENSOR_API_OPTIONS))
+    if unknown:
+        hints = {name: difflib.get_close_matches(name, TENSOR_API_OPTIONS, n=1) for name in unknown}
+        named = ", ".join(f"{name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") for name, hint in hints.items())
+        raise SawInputError(f"unknown SAW option {named}; the options are {', '.join(TENSOR_API_OPTIONS)}")
+    rewards, group_ids, response_mask = as_tensors(rewards, group_ids, response_mask)
     if rewards.dim() != 2:
         raise SawInputError(f"rewards must be (N, K), got {tuple(rewards.shape)}")
     keys = options.pop("reward_keys", None) or tuple(f"reward_{k}" for k in range(rewards.shape[1]))
     cfg = SawConfig(reward_keys=tuple(keys), mode=mode, **options)
-    return saw_advantages(rewards, group_ids, response_mask, cfg, backend=backend)
+    return saw_advantages(rewards, group_ids, response_mask, cfg, backend=backend, history=history)

@@ -29,6 +29,8 @@ class SawConfig:
     delta: the paper preset's shift / fallback threshold.
     epsilon: added to the group std (verl's GRPO epsilon).
     norm_by_std: False skips the division by the group std (verl's norm_adv_by_std_in_grpo, Dr.GRPO).
+    history_decay: beta in [0, 1): Step 1 takes its statistics from a decayed pool of past steps' rewards
+        (docs/spec.md, "History"), held by a saw_verl.SawHistory; 0 (the default): this step alone.
     option_names: what errors call each option, by field name, for the trainer whose user reads them
         (verl: "algorithm.saw.reward_min", TRL: "saw_reward_min", OpenRLHF: "--saw.reward_min"); fields it
         does not name are called by their field name.
@@ -43,6 +45,7 @@ class SawConfig:
     delta: float = 1e-8
     epsilon: float = 1e-6
     norm_by_std: bool = True
+    history_decay: float = 0.0
     option_names: Optional[Mapping[str, str]] = field(default=None, compare=False, repr=False)
 
     def option(self, name: str) -> str:
@@ -73,6 +76,10 @@ class SawConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise SawInputError(f"{self.option(name)} must be a finite number > 0, got {value!r}")
+        decay = self.history_decay
+        if isinstance(decay, bool) or not (isinstance(decay, (int, float)) and 0 <= decay < 1):
+            raise SawInputError(f"{self.option('history_decay')} must be a number in [0, 1), got {decay!r}")
+        object.__setattr__(self, "history_decay", float(decay))
 
     def _per_key(self, name: str, values: Optional[Sequence[float]], default: float) -> tuple[float, ...]:
         option = self.option(name)

@@ -24,21 +24,40 @@ def _std_unbiased(xs):
     return math.sqrt(sum((x - mu) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def reference_weights(rewards: torch.Tensor, cfg: SawConfig):
-    """rewards (N, K), NaN = not scored (left out of its key) -> (weights, cv, raw mean, raw std), K floats each."""
+def _weighted_mean_std(pairs):
+    """pairs: (value, weight > 0) -> (mean, std): frequency weights, std over (sum of weights - 1); std exactly 0
+    when every value is equal or the weights sum to 1 or less; mean NaN without pairs."""
+    if not pairs:
+        return math.nan, 0.0
+    total = sum(w for _, w in pairs)
+    mu = sum(w * x for x, w in pairs) / total
+    if total <= 1 or max(x for x, _ in pairs) == min(x for x, _ in pairs):
+        return mu, 0.0
+    return mu, math.sqrt(sum(w * (x - mu) ** 2 for x, w in pairs) / (total - 1))
+
+
+def reference_weights(rewards: torch.Tensor, cfg: SawConfig, past=()):
+    """rewards (N, K), NaN = not scored (left out of its key) -> (weights, cv, raw mean, raw std), K floats each.
+
+    past: the earlier steps' reward matrices (N_i, K), oldest first (docs/spec.md, "History"): every reward
+    then counts cfg.history_decay ** (its step's age), this step's with weight 1; () is this step alone."""
     n, k = rewards.shape
     if n < 2:
         raise SawInputError(f"SAW needs at least 2 rollouts for the batch std; got N={n}")
-    columns = [[float(rewards[j, d]) for j in range(n) if not math.isnan(float(rewards[j, d]))] for d in range(k)]
-    raw_mean = [_mean(col) for col in columns]
-    raw_std = [_std_unbiased(col) for col in columns]
+    steps = [torch.as_tensor(step, dtype=torch.float64) for step in (*past, rewards)]
+    ages = range(len(steps) - 1, -1, -1)
+    columns = [
+        [(float(x), cfg.history_decay**age) for step, age in zip(steps, ages) for x in step[:, d].tolist()
+         if not math.isnan(x) and cfg.history_decay**age > 0]
+        for d in range(k)
+    ]
+    raw_mean, raw_std = zip(*(_weighted_mean_std(col) for col in columns))
     cv = []
     for d, col in enumerate(columns):
         shift = cfg.reward_min[d] - (cfg.delta if cfg.preset == "paper" else 0.0)
-        shifted = [x - shift for x in col]
+        mu, std = _weighted_mean_std([(x - shift, w) for x, w in col])
         denominator_eps = cfg.delta if cfg.preset == "paper" else OFFICIAL_EPS
-        std = _std_unbiased(shifted)
-        cv.append(std / (abs(_mean(shifted)) + denominator_eps) if std > 0 else 0.0)
+        cv.append(std / (abs(mu) + denominator_eps) if std > 0 else 0.0)
     if not cfg.dynamic:
         weights = [1.0] * k
     elif cfg.preset == "official":
@@ -46,7 +65,7 @@ def reference_weights(rewards: torch.Tensor, cfg: SawConfig):
     else:
         share = [1.0 / k] * k if sum(cv) < cfg.delta else [c / sum(cv) for c in cv]
         weights = [s * (k if cfg.mode == "gdpo" else 1) for s in share]
-    return weights, cv, raw_mean, raw_std
+    return weights, cv, list(raw_mean), list(raw_std)
 
 
 def reference_group_zscore(values, group_ids, epsilon: float, norm_by_std: bool = True):
@@ -69,11 +88,13 @@ def reference_group_zscore(values, group_ids, epsilon: float, norm_by_std: bool 
     return out
 
 
-def reference_saw_advantages(rewards, group_ids, response_mask, cfg: SawConfig) -> SawResult:
-    """rewards (N, K), group_ids (N,) any hashables, response_mask (N, L) any dtype -> SawResult."""
+def reference_saw_advantages(rewards, group_ids, response_mask, cfg: SawConfig, past=()) -> SawResult:
+    """rewards (N, K), group_ids (N,) any hashables, response_mask (N, L) any dtype -> SawResult.
+    past: the earlier steps' rewards for the history (reference_weights); SawResult.batch_cv is this step's."""
     rewards = torch.as_tensor(rewards, dtype=torch.float64)
     n, k = rewards.shape
-    weights, cv, raw_mean, raw_std = reference_weights(rewards, cfg)
+    weights, cv, raw_mean, raw_std = reference_weights(rewards, cfg, past)
+    batch_cv = reference_weights(rewards, cfg)[1]
     ids = [g.item() if isinstance(g, torch.Tensor) else g for g in group_ids]
     coef = [weights[d] * cfg.static_weights[d] for d in range(k)]
     columns = [[float(rewards[j, d]) for j in range(n)] for d in range(k)]
@@ -92,5 +113,6 @@ def reference_saw_advantages(rewards, group_ids, response_mask, cfg: SawConfig) 
         row_value = [(s - mean) / math.sqrt(var + WHITEN_EPS) for s in summed]
     mask = torch.as_tensor(response_mask).to(torch.float64)
     advantages = torch.tensor(row_value, dtype=torch.float64)[:, None] * mask
+    advantages = torch.where(mask != 0, advantages, 0.0)  # masked tokens: +0.0, never -0.0
     as64 = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
-    return SawResult(advantages.float(), as64(weights), as64(cv), as64(raw_mean), as64(raw_std))
+    return SawResult(advantages.float(), as64(weights), as64(cv), as64(raw_mean), as64(raw_std), as64(batch_cv))

@@ -2,7 +2,7 @@
 
 No Python loop over rows, groups or keys: group ids of any int64 values are ranked by one sort (O(N)
 memory, whatever the values; skipped on the CPU for ids known dense), per-row and per-group statistics
-in float64 (O(N K)), then one fused pass over the (N, L) mask that writes the float32 advantages. One host read per call: finiteness of
+in float64 (O(N K)), then passes over the (N, L) mask that write the float32 advantages. One host read per call: finiteness of
 the rewards and (GDPO) the token total M, taken together before the result is returned.
 """
 
@@ -65,13 +65,15 @@ def whiten_rows(scores: torch.Tensor, tokens: torch.Tensor, total: torch.Tensor)
 
 def torch_saw_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig,
-    num_groups: Optional[int] = None,
+    num_groups: Optional[int] = None, pool: Optional[torch.Tensor] = None,
 ) -> SawResult:
     """rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) -> SawResult.
-    num_groups: optional hint that the ids are dense in [0, num_groups) (see dense_group_ids)."""
+    num_groups: optional hint that the ids are dense in [0, num_groups) (see dense_group_ids).
+    pool: (5, K) float64 history pool of the earlier steps, or None (saw_verl.weights.batch_weights)."""
     rewards = rewards.to(torch.float64)
     finite = torch.isfinite(rewards)
-    weights, cv, raw_mean, raw_std = batch_weights(rewards, cfg)
+    stats = batch_weights(rewards, cfg, pool)
+    weights = stats.weights
     alpha = torch.tensor(cfg.static_weights, dtype=torch.float64, device=rewards.device)
     coef = weights * alpha
     ranks, rows = dense_group_ids(group_ids, num_groups)
@@ -94,5 +96,6 @@ def torch_saw_advantages(
         raise non_finite_error(rewards, cfg.reward_keys, row, key)
     if total is not None and total < 2:
         raise too_few_tokens_error(total)
-    advantages.mul_(row_value.to(torch.float32)[:, None])
-    return SawResult(advantages, weights, cv, raw_mean, raw_std)
+    # + 0.0 turns the -0.0 of a masked token times a negative value into +0.0 (docs/spec.md, "Conventions")
+    advantages.mul_(row_value.to(torch.float32)[:, None]).add_(0.0)
+    return SawResult(advantages, *stats)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from saw_verl import SawConfig, SawInputError, saw_advantages
+from saw_verl import SawConfig, SawInputError, saw_advantages, saw_gdpo_advantages, saw_grpo_advantages
 from saw_verl.advantages import resolve_backend
 
 FIND_SPEC = importlib.util.find_spec
@@ -73,9 +73,9 @@ def test_non_finite_reward_names_key_and_row(bad):
         (lambda r, g, m: (r[:1], g[:1], m[:1]), r"at least 2 rollouts .* N=1"),
         (lambda r, g, m: (r, g, m[:3]), r"response_mask must be \(N=4, L\), got \(3, 3\)"),
         (lambda r, g, m: (r, g, m[:, 0]), r"response_mask must be \(N=4, L\), got \(4,\)"),
-        (lambda r, g, m: (r, g[:3], m), r"group index must have shape \(4,\), got \(3,\)"),
+        (lambda r, g, m: (r, g[:3], m), r"group_ids must have shape \(N,\) = \(4,\), one id per rollout; got \(3,\)"),
         (lambda r, g, m: (r[:, :1], g, m), r"rewards must be \(N, K=2\)"),
-        (lambda r, g, m: (r, g.double(), m), r"group ids must be an integer tensor .* got torch.float64"),
+        (lambda r, g, m: (r, g.double(), m), r"group_ids must be an integer tensor .* got torch.float64"),
         (lambda r, g, m: (r.long(), g, m), r"rewards must be a floating-point tensor, got torch.int64"),
         (lambda r, g, m: (r, g, torch.tensor([[1, 0, 0]] + [[0, 0, 0]] * 3)), r"at least 2 response tokens .* M=1"),
     ],
@@ -120,3 +120,46 @@ def test_inputs_on_different_devices_are_refused_naming_them(moved):
     listed = ", ".join(f"{name} on {'meta' if name == moved else 'cpu'}" for name in inputs)
     with pytest.raises(SawInputError, match=rf"SAW inputs must be on one device; got {listed}$"):
         saw_advantages(*inputs.values(), SawConfig(KEYS))
+
+
+def test_array_likes_are_taken_as_tensors():
+    """NumPy rewards, list group ids and a nested-list mask give the result of the same tensors."""
+    rewards, groups, mask = good_batch()
+    expected = saw_gdpo_advantages(rewards, groups, mask, reward_keys=KEYS)
+    given = saw_gdpo_advantages(rewards.numpy(), groups.tolist(), mask.tolist(), reward_keys=KEYS)
+    assert torch.equal(given.advantages, expected.advantages) and torch.equal(given.weights, expected.weights)
+
+
+@pytest.mark.parametrize(
+    "argument,value,message",
+    [
+        ("group_ids", ["a", "a", "b", "b"], r"group_ids must be a tensor, NumPy array or list of \(N,\) integers"),
+        ("rewards", object(), r"rewards must be a tensor, NumPy array or list of \(N, K\) floats; got object"),
+        ("response_mask", [[1, 0], [1]], r"response_mask must be a tensor, NumPy array or list of \(N, L\)"),
+        ("group_ids", torch.zeros(4, 1, dtype=torch.int64), r"group_ids must have shape \(N,\) = \(4,\), .* got \(4, 1\)"),
+    ],
+    ids=["string-ids", "object-rewards", "ragged-mask", "column-ids"],
+)
+def test_bad_array_likes_name_the_argument(argument, value, message):
+    inputs = dict(zip(("rewards", "group_ids", "response_mask"), good_batch()))
+    inputs[argument] = value
+    with pytest.raises(SawInputError, match=message):
+        saw_gdpo_advantages(**inputs, reward_keys=KEYS)
+
+
+def test_misspelt_tensor_api_option_names_the_options():
+    with pytest.raises(SawInputError, match=r"unknown SAW option 'rewad_min' \(did you mean 'reward_min'\?\); the "
+                                            r"options are reward_keys, preset, .*history_decay"):
+        saw_grpo_advantages(*good_batch(), reward_keys=KEYS, rewad_min=[0, 0])
+
+
+def test_history_decay_without_a_history_is_refused():
+    with pytest.raises(SawInputError, match=r"history_decay=0.9 needs the run's history: pass history=SawHistory\(\)"):
+        saw_gdpo_advantages(*good_batch(), reward_keys=KEYS, history_decay=0.9)
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1, float("nan"), True, "0.5"])
+def test_history_decay_out_of_range_names_the_option(decay):
+    names = {"history_decay": "algorithm.saw.history_decay"}
+    with pytest.raises(SawInputError, match=r"algorithm.saw.history_decay must be a number in \[0, 1\), got"):
+        SawConfig(reward_keys=KEYS, history_decay=decay, option_names=names)

@@ -43,13 +43,14 @@ def _recipe_module(name: str):
 
 copy_digit_rows = _recipe_module("prepare_data").copy_digit_rows
 
-# method -> (verl estimator, SAW's dynamic weights); the baselines are the same estimators with
-# equal weights (algorithm.saw.dynamic=false), i.e. plain multi-reward GRPO / GDPO.
+# method -> (verl estimator, SAW's dynamic weights, algorithm.saw.history_decay); the baselines are the same
+# estimators with equal weights (algorithm.saw.dynamic=false), i.e. plain multi-reward GRPO / GDPO.
 METHODS = {
-    "grpo": ("saw_grpo", False),
-    "saw_grpo": ("saw_grpo", True),
-    "gdpo": ("saw_gdpo", False),
-    "saw_gdpo": ("saw_gdpo", True),
+    "grpo": ("saw_grpo", False, 0.0),
+    "saw_grpo": ("saw_grpo", True, 0.0),
+    "gdpo": ("saw_gdpo", False, 0.0),
+    "saw_gdpo": ("saw_gdpo", True, 0.0),
+    "saw_gdpo_history": ("saw_gdpo", True, 0.9),
 }
 
 
@@ -72,7 +73,7 @@ def prepare(workdir: Path, seeds: list[int]) -> None:
 
 def run_overrides(workdir: Path, method: str, seed: int, steps: int) -> list[str]:
     """Hydra overrides of one run on top of ``config/cpu_demo.yaml``."""
-    estimator, dynamic = METHODS[method]
+    estimator, dynamic, history_decay = METHODS[method]
     return [
         f"data.train_files={workdir / 'data' / 'train.parquet'}",
         f"data.val_files={workdir / 'data' / 'test.parquet'}",
@@ -82,6 +83,7 @@ def run_overrides(workdir: Path, method: str, seed: int, steps: int) -> list[str
         f"reward.custom_reward_function.path={RECIPE_DIR / 'reward.py'}",
         f"algorithm.adv_estimator={estimator}",
         f"algorithm.saw.dynamic={str(dynamic).lower()}",
+        f"algorithm.saw.history_decay={history_decay}",
         f"trainer.total_training_steps={steps}",
         f"trainer.experiment_name={method}_seed{seed}",
         f"trainer.default_local_dir={workdir / 'checkpoints' / f'{method}_seed{seed}'}",

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Evidence grid of the CPU demo: GRPO, GRPO+SAW, GDPO, GDPO+SAW x SEEDS, two runs at a time.
+# Evidence grid of the CPU demo: METHODS x SEEDS, two runs at a time.
 # Writes metrics.csv, runs.csv, summary.md/.csv and curves.png to OUT (the committed results/).
 #
 # Environment (defaults):
 #   WORKDIR=/tmp/saw_cpu_demo_grid   OUT=<this folder>/results   STEPS=60   SEEDS="0 1 2 3 4"
+#   METHODS="grpo saw_grpo gdpo saw_gdpo" (also: saw_gdpo_history, SAW-GDPO with algorithm.saw.history_decay=0.9)
 #   PARALLEL=2   PYTHON=python
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -12,10 +13,11 @@ WORKDIR="${WORKDIR:-/tmp/saw_cpu_demo_grid}"
 OUT="${OUT:-$HERE/results}"
 STEPS="${STEPS:-60}"
 SEEDS="${SEEDS:-0 1 2 3 4}"
+METHODS="${METHODS:-grpo saw_grpo gdpo saw_gdpo}"
 PARALLEL="${PARALLEL:-2}"
 PYTHON="${PYTHON:-python}"
 
-# shellcheck disable=SC2086  # SEEDS is a list
-"$PYTHON" "$HERE/experiment.py" --workdir "$WORKDIR" --out "$OUT" --methods grpo saw_grpo gdpo saw_gdpo \
+# shellcheck disable=SC2086  # SEEDS and METHODS are lists
+"$PYTHON" "$HERE/experiment.py" --workdir "$WORKDIR" --out "$OUT" --methods $METHODS \
     --seeds $SEEDS --steps "$STEPS" --parallel "$PARALLEL"
 "$PYTHON" "$HERE/analyze.py" --metrics "$OUT/metrics.csv" --out "$OUT"

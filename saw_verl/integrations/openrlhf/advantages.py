@@ -6,6 +6,10 @@ n_samples_per_prompt), compute the per-rollout SAW advantage with the core, writ
 ``Experience.rewards`` and the per-key metrics into ``Experience.info`` as (B,) tensors. The
 original then runs as ``dr_grpo`` (see the package docstring for what it does to the scalar).
 Imported by the patch, in the process that has just imported OpenRLHF's experience maker.
+
+With ``--saw.history_decay`` > 0 the statistics come from a SawHistory (docs/spec.md, "History") kept
+here, in that process, for the whole run (one per estimator and set of reward keys), updated by every
+training step. OpenRLHF's checkpoints have no place for it: a resumed run starts a new history.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from openrlhf.utils.logging_utils import init_logger  # imported only once OpenR
 from saw_verl.advantages import saw_advantages
 from saw_verl.config import SawConfig
 from saw_verl.errors import SawInputError
+from saw_verl.history import RunHistories
 from saw_verl.integrations.openrlhf.options import DELEGATE_ESTIMATOR, config_from_env, estimator_of
 from saw_verl.weights import step_metrics
 
@@ -28,6 +33,7 @@ logger = init_logger(__name__)
 logger.setLevel(os.environ.get("SAW_VERL_LOGGING_LEVEL", "INFO").upper())
 
 LENGTH_PENALTIES = ("overlong_buffer_len", "stop_properly_penalty_coef")
+HISTORIES = RunHistories()  # this process trains one run
 
 
 def wrap_compute_advantages(original):
@@ -112,7 +118,9 @@ def write_saw_rewards(experiences, group_size: int, cfg: SawConfig, clip_range=N
         )
     group_ids = torch.arange(n) // group_size
     one_token = torch.ones(n, 1, dtype=torch.bool)  # GDPO whitening over rollouts, not tokens (package docstring)
-    result = saw_advantages(rewards, group_ids, one_token, cfg, num_groups=n // group_size, backend="torch")
+    result = saw_advantages(
+        rewards, group_ids, one_token, cfg, num_groups=n // group_size, backend="torch", history=HISTORIES.get(cfg)
+    )
     advantage = result.advantages[:, 0]
     if cfg.mode == "gdpo":
         check_clip_range(clip_range, n, advantage)

@@ -2,7 +2,7 @@
 
 Takes the usual train_ppo_ray flags plus ``--algo.advantage.estimator saw_grpo|saw_gdpo`` and
 ``--saw.reward_keys a,b [--saw.reward_min m_a,m_b] [--saw.reward_weights w_a,w_b]
-[--saw.preset paper|official] [--saw.dynamic true|false]``. It validates and strips the ``--saw.*``
+[--saw.preset paper|official] [--saw.dynamic true|false] [--saw.history_decay 0.9]``. It validates and strips the ``--saw.*``
 flags, refuses OpenRLHF options that would corrupt SAW's scalar, rewrites the estimator to
 ``dr_grpo`` (and, for saw_gdpo, the reward clip range to one that cannot clip), merges SAW's Ray
 runtime_env into whatever ``ray.init`` receives, then runs ``openrlhf.cli.train_ppo_ray`` as __main__.
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 OPENRLHF_MAIN = "openrlhf.cli.train_ppo_ray"
 SAW_PREFIX = "--saw."
-SAW_OPTIONS = ("reward_keys", "reward_min", "reward_weights", "preset", "dynamic")
+SAW_OPTIONS = ("reward_keys", "reward_min", "reward_weights", "preset", "dynamic", "history_decay")
 ESTIMATOR_FLAG = "--algo.advantage.estimator"
 CLIP_FLAG = "--reward.clip_range"
 NO_CLIP = ("-1000000000", "1000000000")  # argparse reads "-1e9" / "-inf" as flags, plain digits as numbers
@@ -70,6 +70,7 @@ def prepare(argv: Sequence[str]) -> Launch:
         reward_weights=parse_floats("reward_weights", saw.get("reward_weights")),
         preset=saw.get("preset", "paper"),
         dynamic=parse_bool("dynamic", saw.get("dynamic", "true")),
+        history_decay=parse_float("history_decay", saw.get("history_decay", "0")),
     )
     for flag in LENGTH_PENALTY_FLAGS:
         if flag_value(rest, flag) is not None:
@@ -151,6 +152,14 @@ def parse_floats(name: str, raw: Optional[str]) -> Optional[list]:
         return [float(item) for item in raw.split(",")]
     except ValueError:
         raise SawInputError(f"{SAW_PREFIX}{name} must be comma-separated numbers, got {raw!r}") from None
+
+
+def parse_float(name: str, raw: str) -> float:
+    """'0.9' -> 0.9; SawInputError naming --saw.<name> otherwise (the range is SawConfig's to check)."""
+    try:
+        return float(raw)
+    except ValueError:
+        raise SawInputError(f"{SAW_PREFIX}{name} must be a number, got {raw!r}") from None
 
 
 def parse_bool(name: str, raw: str) -> bool:

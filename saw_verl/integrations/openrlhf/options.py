@@ -26,6 +26,7 @@ OPENRLHF_OPTION_NAMES = {
     "reward_min": "--saw.reward_min",
     "preset": "--saw.preset",
     "dynamic": "--saw.dynamic",
+    "history_decay": "--saw.history_decay",
 }
 
 
@@ -36,6 +37,7 @@ def saw_config(
     reward_weights: Optional[Sequence[float]] = None,
     preset: str = "paper",
     dynamic: bool = True,
+    history_decay: float = 0.0,
 ) -> SawConfig:
     """Validated SawConfig for `estimator` (saw_grpo | saw_gdpo); reward_keys: a sequence or "a,b"."""
     if estimator not in ESTIMATOR_MODES:
@@ -65,14 +67,16 @@ def saw_runtime_env(
     reward_weights: Optional[Sequence[float]] = None,
     preset: str = "paper",
     dynamic: bool = True,
+    history_decay: float = 0.0,
 ) -> dict:
     """The Ray runtime_env that makes every worker compute SAW advantages in OpenRLHF.
 
     Pass it to ``ray.init(runtime_env=...)`` (merged with yours: :func:`merge_runtime_env`) or to
     ``ray job submit --runtime-env-json``, and run OpenRLHF with ``--algo.advantage.estimator dr_grpo``.
     Options are validated now (SawInputError naming the option). reward_min / reward_weights: one per key.
+    history_decay: in [0, 1), SAW's statistics over a decayed pool of past steps (docs/spec.md, "History").
     """
-    cfg = saw_config(estimator, reward_keys, reward_min, reward_weights, preset, dynamic)
+    cfg = saw_config(estimator, reward_keys, reward_min, reward_weights, preset, dynamic, history_decay)
     payload = {
         "estimator": estimator,
         "reward_keys": list(cfg.reward_keys),
@@ -80,6 +84,7 @@ def saw_runtime_env(
         "reward_weights": list(cfg.static_weights),
         "preset": cfg.preset,
         "dynamic": cfg.dynamic,
+        "history_decay": cfg.history_decay,
     }
     return {"worker_process_setup_hook": SETUP_HOOK, "env_vars": {ENV_VAR: json.dumps(payload)}}
 

@@ -53,6 +53,13 @@ class SAWGRPOConfig(GRPOConfig):
         default=1e-8,
         metadata={"help": "The 'paper' preset's shift and equal-weight fallback threshold."},
     )
+    saw_history_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "In [0, 1): SAW's statistics over a decayed pool of past generation batches (each reward counts "
+            "decay^age); 0 (default): this batch alone. The pool is saved in checkpoints (trainer_state.json)."
+        },
+    )
     multi_objective_aggregation: str | None = field(
         default=None,
         metadata={

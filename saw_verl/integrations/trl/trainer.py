@@ -6,6 +6,11 @@ right after with `self.reward_weights`. This subclass computes the SAW weights w
 (`saw_verl.weights.batch_weights`, on their device) and sets `reward_weights = w * alpha`, alpha
 being the static `args.reward_weights`: TRL's own aggregation does the rest, so `saw_dynamic=False`
 (w = 1) is exactly `GRPOTrainer`. Evaluation keeps the static weights.
+
+With `saw_history_decay` > 0 the statistics come from a SawHistory (docs/spec.md, "History") held by a
+`SawHistoryCallback` of the trainer: every rank holds the same pool (the rewards it merges are gathered
+over processes), training batches update it and evaluation does not, and it travels in checkpoints as one
+of the trainer state's `stateful_callbacks`, restored when training resumes from a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import inspect
 
 import torch
 import trl
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 from trl import GRPOTrainer
 
 from saw_verl.config import SawConfig
 from saw_verl.errors import SawInputError
+from saw_verl.history import SawHistory
 from saw_verl.integrations.trl.config import SAWGRPOConfig
 from saw_verl.weights import batch_weights, step_metrics
 
@@ -29,6 +37,7 @@ TRL_OPTION_NAMES = {
     "preset": "saw_preset",
     "dynamic": "saw_dynamic",
     "delta": "saw_delta",
+    "history_decay": "saw_history_decay",
 }
 # The reward sum with the static weights alpha_k: TRL's logged "reward" uses the SAW-weighted ones
 STATIC_REWARD_METRIC = "saw/static_weighted_reward"
@@ -56,6 +65,7 @@ def build_saw_config(args: SAWGRPOConfig, reward_names: list[str], static_weight
             reward_min=args.saw_reward_min,
             static_weights=static_weights.tolist(),
             delta=args.saw_delta,
+            history_decay=args.saw_history_decay,
             option_names=TRL_OPTION_NAMES,
         )
     except SawInputError as error:
@@ -74,11 +84,35 @@ def check_finite(rewards: torch.Tensor, reward_names: list[str]) -> None:
         )
 
 
+class SawHistoryCallback(TrainerCallback, ExportableState):
+    """Holds the run's SawHistory; saved with the trainer state and loaded back when training resumes."""
+
+    def __init__(self):
+        self.history = SawHistory()
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"history_state": self.history.state_dict()}}
+
+    @property
+    def history_state(self) -> dict:
+        return self.history.state_dict()
+
+    @history_state.setter
+    def history_state(self, state: dict) -> None:  # the Trainer's restore of stateful callbacks sets it
+        self.history.load_state_dict(state)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Load the pool of the checkpoint training resumes from (a new run: the empty pool it saved at start)."""
+        saved = state.stateful_callbacks.get(type(self).__name__)
+        if saved:
+            self.history.load_state_dict(saved["attributes"]["history_state"])
+
+
 class SAWGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` with SAW weights; takes the same arguments, `args` a `SAWGRPOConfig`.
 
     Logs, per reward function and generation batch, `saw/{name}/weight|cv|mean|std` (mean/std of the
-    raw reward, unscored completions left out) and `saw/static_weighted_reward` (sum of alpha_k * r_k,
+    raw reward, unscored completions left out; with a history, the pool's, and `saw/{name}/batch_cv`) and `saw/static_weighted_reward` (sum of alpha_k * r_k,
     TRL's "reward" with the static weights; TRL's own "reward" is then the SAW-weighted sum).
     """
 
@@ -92,6 +126,14 @@ class SAWGRPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self.static_reward_weights = self.reward_weights.clone()  # alpha_k, float32 (K,)
         self.saw_config = build_saw_config(args, list(self.reward_func_names), self.static_reward_weights)
+        if self.saw_config.history_decay > 0:
+            self.add_callback(SawHistoryCallback())
+
+    @property
+    def saw_history(self) -> SawHistory | None:
+        """The run's SawHistory (None with saw_history_decay=0); looked up, since a resume replaces the callback."""
+        holder = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, SawHistoryCallback)), None)
+        return None if holder is None else holder.history
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's gathered (N, K) rewards; sets `self.reward_weights` for the aggregation that follows."""
@@ -102,7 +144,11 @@ class SAWGRPOTrainer(GRPOTrainer):
             self.reward_weights = self.static_reward_weights
             return rewards
         alpha = self.static_reward_weights.to(rewards.device)
-        stats = batch_weights(rewards, self.saw_config)
+        history = self.saw_history
+        pool = None if history is None else history.pool_for(self.saw_config, rewards.device)
+        stats = batch_weights(rewards, self.saw_config, pool)
+        if history is not None:
+            history.commit(self.saw_config, stats.pool)
         self.reward_weights = (stats.weights * alpha.double()).float()  # w = 1: alpha bit for bit
         metrics = self._metrics["train"]
         for name, value in step_metrics(names, stats).items():

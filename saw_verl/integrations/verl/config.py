@@ -7,7 +7,7 @@ Per-dimension keys and static weights are verl's own `algorithm.gdpo_reward_keys
       _target_: saw_verl.integrations.verl.config.SawAlgoConfig   # keeps omega_conf_to_dataclass working
       adv_estimator: saw_gdpo                               # or saw_grpo
       gdpo_reward_keys: [accuracy_reward, format_reward]
-      saw: {preset: paper, dynamic: true, reward_min: [0, 0], delta: 1.0e-8}
+      saw: {preset: paper, dynamic: true, reward_min: [0, 0], delta: 1.0e-8, history_decay: 0.0}
 
 The readers accept an OmegaConf DictConfig, a verl dataclass config, or a plain dict.
 """
@@ -35,8 +35,9 @@ VERL_OPTION_NAMES = {
     "preset": "algorithm.saw.preset",
     "dynamic": "algorithm.saw.dynamic",
     "delta": "algorithm.saw.delta",
+    "history_decay": "algorithm.saw.history_decay",
 }
-SAW_OPTION_DEFAULTS = {"preset": "paper", "dynamic": True, "reward_min": None, "delta": 1e-8}
+SAW_OPTION_DEFAULTS = {"preset": "paper", "dynamic": True, "reward_min": None, "delta": 1e-8, "history_decay": 0.0}
 _warned_kl_in_reward = False
 
 
@@ -120,6 +121,7 @@ def saw_config_from_algorithm(
         reward_min=_optional_list("algorithm.saw.reward_min", options["reward_min"]),
         static_weights=_optional_list("algorithm.gdpo_reward_weights", _get(algorithm_config, "gdpo_reward_weights")),
         delta=options["delta"],
+        history_decay=options["history_decay"],
         epsilon=epsilon,
         norm_by_std=bool(norm_adv_by_std_in_grpo),
         option_names=VERL_OPTION_NAMES,

@@ -12,6 +12,11 @@ rewards, uid and mask selected from the same rows, and its advantage is broadcas
 other outputs (verl's GRPO rule in `compute_advantage_for_multi_trajectories`). Rows that verl's v1
 trainer adds to pad the batch (tag `is_padding`: a copy of the first sample's rewards, an empty mask)
 take no part either (advantage 0), so they do not move the batch statistics.
+
+With `algorithm.saw.history_decay` > 0 the statistics come from the run's SawHistory (docs/spec.md,
+"History"), held here in the driver, one per estimator and set of reward keys, updated by every training
+step (verl calls the estimator for training batches only). verl's checkpoints have no place for it: a
+resumed run starts a new history at its first step.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from verl.trainer.ppo import core_algos
 
 from saw_verl.advantages import saw_advantages
 from saw_verl.errors import SawInputError
+from saw_verl.history import RunHistories
 from saw_verl.integrations.verl import metrics
 from saw_verl.integrations.verl.columns import group_ids_from_index, rewards_from_columns
 from saw_verl.integrations.verl.config import saw_config_from_algorithm
@@ -39,6 +45,8 @@ class _Forwarded(NamedTuple):
     sessions: Optional[AgentSessions]  # v1 multi-output agent sessions of the N rows
     padding_rows: Optional[torch.Tensor]  # (N,) bool: v1 rows verl added to pad the batch (tag is_padding)
 
+
+HISTORIES = RunHistories()  # the driver process trains one run
 
 # What the shim forwarded for the verl call in progress, innermost first.
 _forwarded: contextvars.ContextVar[tuple[_Forwarded, ...]] = contextvars.ContextVar("saw_verl_forwarded", default=())
@@ -103,13 +111,16 @@ def _saw_estimator(mode: str, token_level_rewards, response_mask, index, config,
         if padding.shape != (num_rows,):
             raise SawInputError(f"{estimator}: {tuple(padding.shape)} padding flags for {num_rows} rows")
         sessions = sessions.without(padding)
+    history = HISTORIES.get(cfg)
     if sessions is None or sessions.all_final:
-        result = saw_advantages(rewards, group_ids, response_mask, cfg, num_groups=num_groups)
+        result = saw_advantages(rewards, group_ids, response_mask, cfg, num_groups=num_groups, history=history)
         advantages = result.advantages
     else:
         final = _final_rows(sessions, rewards, cfg.reward_keys)
         final_mask = response_mask[final.to(response_mask.device)]
-        result = saw_advantages(rewards[final], group_ids[final], final_mask, cfg, num_groups=num_groups)
+        result = saw_advantages(
+            rewards[final], group_ids[final], final_mask, cfg, num_groups=num_groups, history=history
+        )
         advantages = sessions.broadcast(result.advantages, final_mask, response_mask)
     metrics.publish(estimator, cfg.reward_keys, result)
     return advantages, advantages
