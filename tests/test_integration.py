@@ -21,7 +21,7 @@ from saw_verl.reference import reference_saw_advantages
 from saw_verl.integrations.verl import estimators, shim
 from spec_cases import EXAMPLE_ADVANTAGES, EXAMPLE_CV, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK
 from spec_cases import EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, EXAMPLE_WEIGHTS
-from verl_batches import algorithm_config, example_batch, example_config
+from verl_batches import algorithm_config, example_batch, example_config, verl_batch
 from verl.trainer.ppo import core_algos, ray_trainer
 
 SAW_GDPO_EXAMPLE = torch.tensor(EXAMPLE_ADVANTAGES[("gdpo", True)], dtype=torch.float32)
@@ -221,3 +221,22 @@ def test_step_metrics_reach_legacy_compute_data_metrics(caplog):
     assert "critic/advantages/mean" in step  # verl's own metrics are still there
     assert "saw_gdpo weights: correctness=1.2500" in caplog.text
     assert not any(name.startswith("saw/") for name in ray_trainer.compute_data_metrics(batch=data, use_critic=False))
+
+
+def test_legacy_compute_advantage_carries_the_history_across_steps():
+    """algorithm.saw.history_decay through verl's legacy compute_advantage: step 2's statistics pool step 1's
+    rewards (docs/spec.md, "History"); step metrics add saw/{key}/batch_cv."""
+    estimators.HISTORIES.clear()
+    config = example_config(history_decay=0.9)
+    first, second = example_batch(), verl_batch(EXAMPLE_REWARDS.flip(0), EXAMPLE_KEYS, EXAMPLE_GROUPS, EXAMPLE_MASK)
+    ray_trainer.compute_advantage(first, "saw_gdpo", config=config)
+    ray_trainer.compute_data_metrics(batch=first, use_critic=False)
+    data = ray_trainer.compute_advantage(second, "saw_gdpo", config=config)
+    step = ray_trainer.compute_data_metrics(batch=data, use_critic=False)
+    cfg = SawConfig(EXAMPLE_KEYS, reward_min=EXAMPLE_REWARD_MIN, history_decay=0.9)
+    expected = reference_saw_advantages(EXAMPLE_REWARDS.flip(0), EXAMPLE_GROUPS, EXAMPLE_MASK, cfg, past=[EXAMPLE_REWARDS])
+    torch.testing.assert_close(data.batch["advantages"], expected.advantages, atol=1e-5, rtol=0)
+    for k, key in enumerate(EXAMPLE_KEYS):
+        assert step[f"saw/{key}/cv"] == pytest.approx(expected.cv[k].item())
+        assert step[f"saw/{key}/batch_cv"] == pytest.approx(expected.batch_cv[k].item())
+    estimators.HISTORIES.clear()

@@ -20,7 +20,7 @@ from verl.trainer.ppo import ray_trainer
 from verl.utils.config import omega_conf_to_dataclass
 
 
-SAW_BLOCK = {"preset": "official", "dynamic": True, "reward_min": [-3.0, 0.0], "delta": 1e-6}
+SAW_BLOCK = {"preset": "official", "dynamic": True, "reward_min": [-3.0, 0.0], "delta": 1e-6, "history_decay": 0.0}
 
 
 def algo_node(**extra):

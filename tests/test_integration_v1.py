@@ -12,6 +12,7 @@ from tensordict import NonTensorStack, TensorDict
 from transfer_queue import KVBatchMeta
 
 import saw_verl.integrations.verl.plugin  # noqa: F401  (what verl's entry point loads)
+from saw_verl.integrations.verl import estimators
 from saw_verl import SawConfig, SawInputError
 from saw_verl.reference import reference_saw_advantages
 from spec_cases import EXAMPLE_KEYS
@@ -65,7 +66,7 @@ V1_SESSIONS = [
 
 
 def run_v1(estimator: str, compute_advantage=None, monkeypatch=None, keys=V1_KEYS, groups=V1_GROUPS,
-           lengths=V1_LENGTHS, rewards=V1_REWARDS, padding_keys=()):
+           lengths=V1_LENGTHS, rewards=V1_REWARDS, padding_keys=(), **saw_options):
     """verl's real PPOTrainer._compute_advantage on rows stored in a fake TransferQueue -> (tq, metrics).
     Rows in padding_keys are as verl's padding: an all-zero response mask and the tag is_padding."""
     rows = {
@@ -80,7 +81,7 @@ def run_v1(estimator: str, compute_advantage=None, monkeypatch=None, keys=V1_KEY
     tq = FakeTransferQueue(rows)
     monkeypatch.setattr(trainer_base, "tq", tq)
     config = OmegaConf.create(
-        {"algorithm": algorithm_config(estimator, EXAMPLE_KEYS), "actor_rollout_ref": {"rollout": {"n": 3}}}
+        {"algorithm": algorithm_config(estimator, EXAMPLE_KEYS, **saw_options), "actor_rollout_ref": {"rollout": {"n": 3}}}
     )
     trainer = types.SimpleNamespace(config=config)
     tags = [{"is_padding": True} if key in padding_keys else {} for key in rows]
@@ -135,6 +136,24 @@ def test_v1_trainer_reads_the_rewards_from_transfer_queue(mode, monkeypatch):
     for k, key in enumerate(EXAMPLE_KEYS):
         assert metrics[f"saw/{key}/weight"] == pytest.approx(expected.weights[k].item())
         assert metrics[f"saw/{key}/cv"] == pytest.approx(expected.cv[k].item())
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_v1_trainer_history_carries_across_training_steps(mode, monkeypatch):
+    """algorithm.saw.history_decay: the driver's pool carries step 1 into step 2 (docs/spec.md, "History")."""
+    estimators.HISTORIES.clear()
+    cfg = SawConfig(EXAMPLE_KEYS, mode=mode, history_decay=0.5)
+    second = V1_REWARDS.flip(0)
+    run_v1(f"saw_{mode}", monkeypatch=monkeypatch, history_decay=0.5)
+    tq, metrics = run_v1(f"saw_{mode}", monkeypatch=monkeypatch, rewards=second, history_decay=0.5)
+    mask = padded_mask(V1_LENGTHS)
+    expected = reference_saw_advantages(second, V1_GROUPS, mask, cfg, past=[V1_REWARDS])
+    torch.testing.assert_close(tq.written["advantages"].to_padded_tensor(0.0), expected.advantages, atol=1e-5, rtol=0)
+    for k, key in enumerate(EXAMPLE_KEYS):
+        assert metrics[f"saw/{key}/cv"] == pytest.approx(expected.cv[k].item())
+        assert metrics[f"saw/{key}/batch_cv"] == pytest.approx(expected.batch_cv[k].item())
+    assert metrics["saw/correctness/cv"] != pytest.approx(metrics["saw/correctness/batch_cv"])
+    estimators.HISTORIES.clear()
 
 
 def test_v1_trainer_other_estimators_fetch_nothing_more(monkeypatch):

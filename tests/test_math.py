@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from saw_verl import SawConfig, SawInputError, saw_advantages
+from saw_verl import SawConfig, SawHistory, SawInputError, saw_advantages
 from saw_verl.reference import reference_saw_advantages
 from spec_cases import (
     EXAMPLE_ADVANTAGES,
@@ -65,7 +65,9 @@ def test_torch_path_equals_reference_on_random_batches(batch):
     for field in ("weights", "cv", "mean", "std"):
         assert_close(getattr(actual, field), getattr(expected, field), scaled_tolerance(getattr(expected, field), 1e-5), field)
     assert_close(actual.advantages, expected.advantages, scaled_tolerance(expected.advantages, 1e-5), "advantages")
-    assert (actual.advantages[mask.to(torch.bool).logical_not()] == 0).all(), "masked tokens must be exactly 0"
+    for result in (actual, expected):
+        masked = result.advantages[mask.to(torch.bool).logical_not()]
+        assert (masked == 0).all() and not torch.signbit(masked).any(), "masked tokens must be exactly +0.0"
 
 
 def test_constant_group_gets_exactly_zero_where_verl_leaks():
@@ -144,6 +146,9 @@ def test_torch_path_reads_the_device_once(monkeypatch):
         monkeypatch.setattr(torch.Tensor, method, lambda self, *a, _o=original, **k: reads.append(1) or _o(self, *a, **k))
     rewards, groups = torch.randn(12, 2, dtype=torch.float64), torch.arange(12) % 3
     for mode in ("grpo", "gdpo"):
-        reads.clear()
-        saw_advantages(rewards, groups, torch.ones(12, 4), SawConfig(("a", "b"), mode=mode), backend="torch")
-        assert len(reads) == 1, mode
+        for history in (None, SawHistory()):
+            cfg = SawConfig(("a", "b"), mode=mode, history_decay=0.0 if history is None else 0.9)
+            for _ in range(2):  # with a history: an empty pool, then a merged one
+                reads.clear()
+                saw_advantages(rewards, groups, torch.ones(12, 4), cfg, backend="torch", history=history)
+                assert len(reads) == 1, (mode, history)

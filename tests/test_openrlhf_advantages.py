@@ -44,14 +44,15 @@ def random_rewards(generator, num_groups, group_size, keys):
     return rewards
 
 
-def run_and_compare(experience_maker, rewards, group_size, cfg, generator, clip_range=(-10.0, 10.0)):
-    """Run the wrapped real method; compare advantages, returns and metrics with the reference (prompt order)."""
+def run_and_compare(experience_maker, rewards, group_size, cfg, generator, clip_range=(-10.0, 10.0), past=()):
+    """Run the wrapped real method; compare advantages, returns and metrics with the reference (prompt order).
+    past: the earlier steps' reward matrices of a run with a history (reference_weights)."""
     batches = make_micro_batches(rewards, generator)
     maker = make_maker(experience_maker, make_args(group_size, clip_range=clip_range))
     out = maker.compute_advantages_and_returns(batches)
     matrix = torch.stack([rewards[key] for key in cfg.reward_keys], dim=1).float().double()  # info holds float32
     n = matrix.shape[0]
-    expected = reference_saw_advantages(matrix, torch.arange(n) // group_size, torch.ones(n, 1), cfg)
+    expected = reference_saw_advantages(matrix, torch.arange(n) // group_size, torch.ones(n, 1), cfg, past=past)
     value = expected.advantages[:, 0].double()
     tolerance = scaled_tolerance(value, 2e-6)
     for batch, experience in enumerate(out):
@@ -64,7 +65,7 @@ def run_and_compare(experience_maker, rewards, group_size, cfg, generator, clip_
                 metric = experience.info[metric_name(key, statistic)]
                 assert metric.shape == rows.shape, f"{metric_name(key, statistic)} must be (B,) for dynamic batching"
                 assert_close(metric, column[k].expand(len(rows)), 1e-5, metric_name(key, statistic))
-    return out, value
+    return out, value, matrix
 
 
 @pytest.mark.parametrize("estimator", ["saw_grpo", "saw_gdpo"])
@@ -78,7 +79,7 @@ def test_real_openrlhf_equals_reference(experience_maker, monkeypatch, estimator
     options = dict(reward_min=(-3.0, 0.0, 0.0), reward_weights=(1.0, 0.5, 2.0), preset=preset, dynamic=dynamic)
     enable_saw(monkeypatch, estimator, keys, **options)
     rewards = random_rewards(generator, num_groups, group_size, keys)
-    out, _ = run_and_compare(experience_maker, rewards, group_size, saw_config(estimator, keys, **options), generator)
+    out, _, _ = run_and_compare(experience_maker, rewards, group_size, saw_config(estimator, keys, **options), generator)
     if estimator == "saw_grpo":  # group 0 scores the same on every key: 0 exactly (group_norm: float32 noise / 1e-9)
         for experience in out:
             for i, row in enumerate(experience.index):
@@ -194,3 +195,22 @@ def test_saw_grpo_without_dynamic_weights_is_openrlhf_group_norm(experience_make
         assert ours.index == theirs.index
         mask = ours.action_mask
         assert_close(ours.advantages * mask, theirs.advantages * mask, 2e-5, f"micro-batch {batch}")
+
+
+@pytest.mark.parametrize("estimator", ["saw_grpo", "saw_gdpo"])
+def test_history_carries_across_training_steps(experience_maker, monkeypatch, estimator):
+    """--saw.history_decay: the process's pool carries each step into the next (docs/spec.md, "History")."""
+    from saw_verl.integrations.openrlhf.advantages import HISTORIES
+
+    HISTORIES.clear()
+    generator = torch.Generator().manual_seed(15)
+    keys = ("correct", "format", "length")
+    options = dict(reward_min=(-3.0, 0.0, 0.0), history_decay=0.5)
+    enable_saw(monkeypatch, estimator, keys, **options)
+    cfg, past = saw_config(estimator, keys, **options), []
+    for _ in range(3):
+        rewards = random_rewards(generator, 3, 4, keys)
+        out, _, matrix = run_and_compare(experience_maker, rewards, 4, cfg, generator, past=past)
+        past.append(matrix)
+    assert {metric_name(key, "batch_cv") for key in keys} <= set(out[0].info)
+    HISTORIES.clear()

@@ -30,18 +30,19 @@ def saw_payload(launch) -> dict:
 
 
 def test_saw_gdpo_rewrite():
-    extra = ["--saw.reward_min=-3,0", "--saw.reward_weights", "1,0.5", "--saw.preset", "official", "--saw.dynamic=false"]
+    extra = ["--saw.reward_min=-3,0", "--saw.reward_weights", "1,0.5", "--saw.preset", "official", "--saw.dynamic=false",
+             "--saw.history_decay", "0.9"]
     launch = launcher.prepare(BASE + saw("saw_gdpo", "correct, format", *extra))
     no_clip = ["--reward.clip_range", "-1000000000", "1000000000"]
     assert launch.argv == BASE + ["--algo.advantage.estimator", "dr_grpo", *no_clip]
     assert launch.runtime_env["worker_process_setup_hook"] == SETUP_HOOK
     assert saw_payload(launch) == {
         "estimator": "saw_gdpo", "reward_keys": ["correct", "format"], "reward_min": [-3.0, 0.0],
-        "reward_weights": [1.0, 0.5], "preset": "official", "dynamic": False,
+        "reward_weights": [1.0, 0.5], "preset": "official", "dynamic": False, "history_decay": 0.9,
     }
     cfg = config_from_env(launch.runtime_env["env_vars"])
     assert (cfg.mode, cfg.preset, cfg.dynamic) == ("gdpo", "official", False)
-    assert (cfg.reward_min, cfg.static_weights) == ((-3.0, 0.0), (1.0, 0.5))
+    assert (cfg.reward_min, cfg.static_weights, cfg.history_decay) == ((-3.0, 0.0), (1.0, 0.5), 0.9)
 
 
 def test_saw_grpo_rewrite_keeps_clip_range_and_equals_form():
@@ -49,6 +50,7 @@ def test_saw_grpo_rewrite_keeps_clip_range_and_equals_form():
     launch = launcher.prepare(BASE + clip + ["--algo.advantage.estimator=saw_grpo", "--saw.reward_keys", "a"])
     assert launch.argv == BASE + clip + ["--algo.advantage.estimator=dr_grpo"]
     assert saw_payload(launch)["estimator"] == "saw_grpo" and saw_payload(launch)["preset"] == "paper"
+    assert saw_payload(launch)["history_decay"] == 0.0
 
 
 def test_plain_openrlhf_passes_through_untouched():
@@ -76,6 +78,8 @@ def test_kl_in_reward_is_warned_about(caplog):
         (saw("saw_gdpo", "a", "--saw.preset", "fast"), r"unknown --saw.preset 'fast'"),
         (saw("saw_gdpo", "a", "--saw.dynamic", "maybe"), r"--saw.dynamic must be true or false"),
         (saw("saw_gdpo", "a", "--saw.delta", "1"), r"unknown flag --saw.delta"),
+        (saw("saw_gdpo", "a", "--saw.history_decay", "high"), r"--saw.history_decay must be a number, got 'high'"),
+        (saw("saw_gdpo", "a", "--saw.history_decay", "1"), r"--saw.history_decay must be a number in \[0, 1\), got 1.0"),
         (saw("saw_gdpo", "a", "--reward.clip_range", "-5", "5"), r"--reward.clip_range would clip saw_gdpo"),
         (saw("saw_grpo", "a", "--reward.overlong_buffer_len", "64"), r"--reward.overlong_buffer_len would change saw_grpo"),
         (saw("saw_gdpo", "a", "--reward.stop_properly_penalty_coef=0"), r"--reward.stop_properly_penalty_coef"),

@@ -5,7 +5,12 @@ recomputes the advantages in float64 from the rewards with `saw_verl.reference.r
 and TRL's aggregation formula (`GRPOTrainer._generate_and_score_completions`, trl 1.16).
 """
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +21,7 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
+import saw_verl  # noqa: E402
 from saw_verl.config import SawConfig  # noqa: E402
 from saw_verl.errors import SawInputError  # noqa: E402
 from cpu_harness.assets import PLAIN_TEMPLATE, build_tiny_model  # noqa: E402
@@ -76,11 +82,11 @@ def dataset(size=16):
 
 
 def run(model_dir, tmp_path, trainer_class=RecordingSAW, config_class=SAWGRPOConfig, steps=3, funcs=REWARD_FUNCS,
-        **options):
+        resume_from_checkpoint=None, **options):
     """Train `steps` steps of 4 prompts x 4 completions (3 tokens); returns the trainer."""
-    options = {"reward_weights": ALPHA[: len(funcs)], **options}
+    options = {"reward_weights": ALPHA[: len(funcs)], "save_strategy": "no", **options}
     args = config_class(
-        output_dir=str(tmp_path), use_cpu=True, report_to="none", disable_tqdm=True, save_strategy="no",
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", disable_tqdm=True,
         num_generations=GENERATIONS, per_device_train_batch_size=16, max_completion_length=3, max_steps=steps,
         learning_rate=1e-2, beta=0.0, logging_steps=1, seed=7, per_device_eval_batch_size=8, **options,
     )
@@ -88,8 +94,18 @@ def run(model_dir, tmp_path, trainer_class=RecordingSAW, config_class=SAWGRPOCon
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     trainer = trainer_class(model, funcs, args=args, train_dataset=dataset(), eval_dataset=dataset(8),
                             processing_class=AutoTokenizer.from_pretrained(model_dir))
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
+
+
+def assert_history_weights(train_steps, past, cfg):
+    """Each training step's weights are w * alpha with w from the reference over `past` + the earlier steps."""
+    past = list(past)
+    for step in train_steps:
+        weights, _, _, _ = reference_weights(step["rewards"], cfg, past=past)
+        past.append(step["rewards"])
+        coefficients = torch.tensor([w * a for w, a in zip(weights, ALPHA)], dtype=torch.float64)
+        torch.testing.assert_close(step["weights"].double(), coefficients, rtol=1e-6, atol=1e-7)
 
 
 def trl_aggregation(rewards, coefficients, aggregation):
@@ -200,3 +216,45 @@ def test_missing_trl_hook_is_a_clear_error(model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(GRPOTrainer, "_calculate_rewards", lambda self, inputs, prompts: None)
     with pytest.raises(RuntimeError, match=r"overrides GRPOTrainer._calculate_rewards\('inputs', 'prompts', "):
         run(model_dir, tmp_path, steps=0)
+
+
+HISTORY_CONFIG = SawConfig(("sum_mod5", "first_mod3", "constant"), mode="gdpo", reward_min=REWARD_MIN,
+                           static_weights=ALPHA, history_decay=0.5)
+
+
+def test_history_weights_follow_the_reference_over_past_batches(model_dir, tmp_path):
+    trainer = run(model_dir, tmp_path, saw_estimator="saw_gdpo", saw_reward_min=REWARD_MIN, saw_history_decay=0.5)
+    train_steps = [step for step in trainer.recorded if step["train"]]
+    assert len(train_steps) == 3 and trainer.saw_history.steps == 3
+    assert_history_weights(train_steps, [], HISTORY_CONFIG)
+    logged = [entry for entry in trainer.state.log_history if "saw/sum_mod5/batch_cv" in entry]
+    assert len(logged) == 3 and logged[-1]["saw/sum_mod5/batch_cv"] != pytest.approx(logged[-1]["saw/sum_mod5/cv"])
+    trainer.evaluate()
+    assert not trainer.recorded[-1]["train"] and trainer.saw_history.steps == 3  # evaluation leaves the pool alone
+
+
+@pytest.mark.parametrize("restore_callbacks", [False, True])
+def test_history_is_checkpointed_and_restored_on_resume(model_dir, tmp_path, restore_callbacks):
+    options = dict(saw_estimator="saw_gdpo", saw_reward_min=REWARD_MIN, saw_history_decay=0.5,
+                   save_strategy="steps", save_steps=2, restore_callback_states_from_checkpoint=restore_callbacks)
+    first = run(model_dir, tmp_path, steps=2, **options)
+    past = [step["rewards"] for step in first.recorded if step["train"]]
+    resumed = run(model_dir, tmp_path, steps=3, resume_from_checkpoint=str(tmp_path / "checkpoint-2"), **options)
+    train_steps = [step for step in resumed.recorded if step["train"]]
+    assert len(train_steps) == 1 and resumed.saw_history.steps == 3
+    assert_history_weights(train_steps, past, HISTORY_CONFIG)
+
+
+def test_two_ranks_hold_the_same_history(model_dir, tmp_path):
+    """torchrun, 2 CPU processes (gloo): the pool merges the gathered batch (16 completions, 8 per rank), so
+    both ranks hold the same state."""
+    script = Path(__file__).with_name("trl_two_ranks.py")
+    env = dict(os.environ, PYTHONPATH=str(Path(saw_verl.__file__).parents[1]), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), model_dir,
+               str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"history_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0] == ranks[1] and ranks[0]["world_size"] == 2
+    history = ranks[0]["history"]
+    assert history["steps"] == 2 and history["pool"][0] == [0.5 * 16 + 16] * 2  # W after 2 gathered batches of 16

@@ -1,0 +1,159 @@
+"""SAW statistics over a decayed pool of past steps (docs/spec.md, "History"): the worked example, the torch path
+against the float64 reference on random sequences of batches, bit-identity at decay 0, and SawHistory's state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from saw_verl import SawConfig, SawHistory, SawInputError, saw_advantages, saw_gdpo_advantages, step_metrics
+from saw_verl.reference import reference_saw_advantages, reference_weights
+from saw_verl.weights import batch_weights, empty_pool
+from spec_cases import HISTORY_DECAY, HISTORY_EXPECTED, HISTORY_KEYS, HISTORY_STEPS, assert_close, scaled_tolerance
+
+DECAYS = (0.0, 0.5, 0.9, 0.99)
+STATISTICS = ("weights", "cv", "mean", "std", "batch_cv")
+
+
+def history_config(decay, mode="gdpo", **options):
+    return SawConfig(HISTORY_KEYS, mode=mode, history_decay=decay, **options)
+
+
+@pytest.mark.parametrize("impl", ["reference", "torch"])
+def test_worked_example_three_steps(impl):
+    cfg = history_config(HISTORY_DECAY)
+    history, mask, groups = SawHistory(), torch.ones(4, 1), torch.tensor([0, 0, 1, 1])
+    for step, (rewards, expected) in enumerate(zip(HISTORY_STEPS, HISTORY_EXPECTED)):
+        if impl == "reference":
+            result = reference_saw_advantages(rewards, groups, mask, cfg, past=HISTORY_STEPS[:step])
+        else:
+            result = saw_advantages(rewards, groups, mask, cfg, history=history)
+            assert_close(history.pool[0], expected["W"], 1e-12, f"step {step + 1} pool weight")
+        for field in ("mean", "std", "cv", "weights", "batch_cv"):
+            assert_close(getattr(result, field), expected[field], 1e-6, f"step {step + 1} {field}")
+        alone = reference_saw_advantages(rewards, groups, mask, history_config(0.0))
+        assert_close(alone.weights, expected["batch_weights"], 1e-6, f"step {step + 1} weights of the batch alone")
+
+
+def random_steps(seed: int, steps: int = 7, n: int = 24, keys: int = 3):
+    """A sequence of (rewards (n, K), group ids (n,), mask (n, L)): a sparse key (no success in most steps), a key
+    constant for a while at an inexact value (0.1), one that changes scale mid-run; groups of 4, ragged masks."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for step in range(steps):
+        rewards = torch.rand(n, keys, generator=generator, dtype=torch.float64).mul(4).round().div(4)
+        rewards[:, 0] = (torch.rand(n, generator=generator) < (0.05 if step % 3 else 0.0)).double()  # sparse
+        if step < 4:
+            rewards[:, 1] = 0.1  # constant: exactly 0 std while the pool holds this one value only
+        rewards[:, 2] *= 1 + 3 * (step >= 4)
+        lengths = torch.randint(0, 6, (n,), generator=generator)
+        mask = torch.arange(5)[None, :] < lengths[:, None]
+        out.append((rewards, torch.arange(n) // 4, mask))
+    return out
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+@pytest.mark.parametrize("preset", ["paper", "official"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_torch_path_equals_reference_over_a_sequence_of_steps(decay, mode, preset, seed):
+    cfg = SawConfig(("sparse", "constant", "drifting"), mode=mode, preset=preset, history_decay=decay,
+                    reward_min=(0.0, 0.0, -1.0), static_weights=(1.0, 0.5, 2.0))
+    history, past = SawHistory(), []
+    for step, (rewards, groups, mask) in enumerate(random_steps(seed)):
+        actual = saw_advantages(rewards, groups, mask, cfg, history=history)
+        expected = reference_saw_advantages(rewards, groups, mask, cfg, past=past)
+        past.append(rewards)
+        for field in STATISTICS:
+            want = getattr(expected, field)
+            assert_close(getattr(actual, field).nan_to_num(7.0), want.nan_to_num(7.0), scaled_tolerance(want, 1e-9),
+                         f"step {step} {field}")
+        assert_close(actual.advantages, expected.advantages, scaled_tolerance(expected.advantages, 1e-5),
+                     f"step {step} advantages")
+        if step < 4:  # one value (0.1) since the pool started: exactly 0, never rounding noise
+            assert actual.std[1].item() == 0.0 and actual.weights[1].item() == 0.0
+    assert history.steps == len(past)
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+def test_unscored_steps_keep_the_decayed_pool(decay):
+    """NaN = not scored (TRL): a key no rollout scored this step keeps its decayed pool and its weight from it."""
+    cfg = SawConfig(("a", "b"), mode="gdpo", history_decay=decay)
+    generator = torch.Generator().manual_seed(3)
+    steps = [torch.rand(16, 2, generator=generator, dtype=torch.float64) for _ in range(6)]
+    for step in (1, 2, 4):
+        steps[step][:, 1] = float("nan")  # key b unscored
+    steps[4][:15, 0] = float("nan")  # key a scored once
+    pool = empty_pool(2)
+    for step, rewards in enumerate(steps):
+        stats = batch_weights(rewards, cfg, pool)
+        pool = stats.pool
+        expected = reference_weights(rewards, cfg, past=steps[:step])
+        for field, want in zip(("weights", "cv", "mean", "std"), expected):
+            want = torch.tensor(want, dtype=torch.float64)
+            assert_close(getattr(stats, field).nan_to_num(7.0), want.nan_to_num(7.0), 1e-9, f"step {step} {field}")
+    if decay == 0:  # nothing carried over: b unscored at step 4 has mean NaN and weight 0, as without a history
+        assert stats.weights[1].item() != 0.0  # step 5 scored b again
+        assert torch.isnan(batch_weights(steps[4], cfg, empty_pool(2)).mean[1])
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_decay_zero_with_a_history_is_bit_identical_to_none(mode):
+    plain_cfg = SawConfig(("sparse", "constant", "drifting"), mode=mode)
+    history_cfg = SawConfig(("sparse", "constant", "drifting"), mode=mode, history_decay=0.0)
+    history = SawHistory()
+    for rewards, groups, mask in random_steps(5):
+        plain = saw_advantages(rewards, groups, mask, plain_cfg)
+        kept = saw_advantages(rewards, groups, mask, history_cfg, history=history)
+        for field in ("advantages", "weights", "cv", "std"):
+            assert torch.equal(getattr(plain, field), getattr(kept, field)), field
+        assert torch.equal(plain.mean.nan_to_num(7.0), kept.mean.nan_to_num(7.0))
+        assert plain.pool is None and kept.pool is not None
+    assert history.steps == 7
+
+
+def test_history_is_bound_to_its_keys_and_untouched_by_a_failed_step():
+    cfg, history = history_config(0.9), SawHistory()
+    rewards, groups, mask = HISTORY_STEPS[1], torch.tensor([0, 0, 1, 1]), torch.ones(4, 2)
+    saw_advantages(rewards, groups, mask, cfg, history=history)
+    before = history.pool.clone()
+    bad = rewards.clone()
+    bad[2, 1] = float("nan")
+    with pytest.raises(SawInputError, match=r"reward 'correct' is nan at row 2"):
+        saw_advantages(bad, groups, mask, cfg, history=history)
+    assert history.steps == 1 and torch.equal(history.pool, before)
+    with pytest.raises(SawInputError, match=r"this SawHistory holds reward keys \['format', 'correct'\], but the "
+                                            r"step has \['format', 'length'\]"):
+        saw_advantages(rewards, groups, mask, SawConfig(("format", "length"), history_decay=0.9), history=history)
+
+
+def test_state_dict_resumes_the_run_exactly():
+    """A run stopped after 3 steps and resumed from its JSON state gives the same results as one uninterrupted."""
+    cfg = SawConfig(("sparse", "constant", "drifting"), mode="gdpo", history_decay=0.9)
+    steps = random_steps(7)
+    whole, first = SawHistory(), SawHistory()
+    expected = [saw_advantages(*step, cfg, history=whole) for step in steps]
+    for step in steps[:3]:
+        saw_advantages(*step, cfg, history=first)
+    resumed = SawHistory()
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    for step, want in zip(steps[3:], expected[3:]):
+        got = saw_advantages(*step, cfg, history=resumed)
+        assert torch.equal(got.advantages, want.advantages) and torch.equal(got.weights, want.weights)
+    assert resumed.steps == whole.steps and torch.equal(resumed.pool, whole.pool)
+    with pytest.raises(SawInputError, match="not a SawHistory state"):
+        SawHistory().load_state_dict({"pool": []})
+    with pytest.raises(SawInputError, match=r"pool of shape \(5, 3\) for reward keys \['a'\]"):
+        SawHistory().load_state_dict({"reward_keys": ["a"], "pool": whole.pool.tolist(), "steps": 1})
+
+
+def test_batch_cv_is_logged_with_a_history_only():
+    rewards, groups, mask = HISTORY_STEPS[1], torch.tensor([0, 0, 1, 1]), torch.ones(4, 1)
+    plain = step_metrics(HISTORY_KEYS, saw_gdpo_advantages(rewards, groups, mask, reward_keys=HISTORY_KEYS))
+    pooled = step_metrics(HISTORY_KEYS, saw_gdpo_advantages(rewards, groups, mask, reward_keys=HISTORY_KEYS,
+                                                             history_decay=0.5, history=SawHistory()))
+    assert "saw/correct/batch_cv" not in plain
+    assert set(pooled) == set(plain) | {"saw/format/batch_cv", "saw/correct/batch_cv"}
+    assert pooled["saw/correct/batch_cv"] == pytest.approx(2.0) == pooled["saw/correct/cv"]  # first step: the batch
