@@ -39,7 +39,8 @@ def saw_config(
     dynamic: bool = True,
     history_decay: float = 0.0,
 ) -> SawConfig:
-    """Validated SawConfig for `estimator` (saw_grpo | saw_gdpo); reward_keys: a sequence or "a,b"."""
+    """Validated SawConfig for `estimator` (saw_grpo | saw_gdpo); reward_keys: a sequence or "a,b".
+    history_decay: in [0, 1), SAW's statistics over a decayed pool of past steps (docs/spec.md, "History")."""
     if estimator not in ESTIMATOR_MODES:
         raise SawInputError(f"unknown SAW estimator {estimator!r}; expected one of {sorted(ESTIMATOR_MODES)}")
     if isinstance(reward_keys, str):
@@ -51,6 +52,7 @@ def saw_config(
         dynamic=dynamic,
         reward_min=None if reward_min is None else tuple(reward_min),
         static_weights=None if reward_weights is None else tuple(reward_weights),
+        history_decay=history_decay,
         option_names=OPENRLHF_OPTION_NAMES,
     )
 
@@ -73,8 +75,8 @@ def saw_runtime_env(
 
     Pass it to ``ray.init(runtime_env=...)`` (merged with yours: :func:`merge_runtime_env`) or to
     ``ray job submit --runtime-env-json``, and run OpenRLHF with ``--algo.advantage.estimator dr_grpo``.
-    Options are validated now (SawInputError naming the option). reward_min / reward_weights: one per key.
-    history_decay: in [0, 1), SAW's statistics over a decayed pool of past steps (docs/spec.md, "History").
+    Options are validated now (SawInputError naming the option). reward_min / reward_weights: one per key;
+    history_decay: as saw_config.
     """
     cfg = saw_config(estimator, reward_keys, reward_min, reward_weights, preset, dynamic, history_decay)
     payload = {
