@@ -85,7 +85,7 @@ cell_bare() {
     pip_in "$venv" install -q "$WHEEL[plot]"
     absent "$venv" verl ray transformers trl openrlhf
     test_tree "$tree"
-    run_tests "$venv" "$tree" tests/test_math.py tests/test_weights.py tests/test_errors.py
+    run_tests "$venv" "$tree" tests/test_math.py tests/test_weights.py tests/test_errors.py tests/test_history.py
     work=$(mktemp -d)
     (cd "$work" && "$venv/bin/python" - <<'PY'
 import json, torch
