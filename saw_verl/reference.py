@@ -37,10 +37,11 @@ def _weighted_mean_std(pairs):
 
 
 def reference_weights(rewards: torch.Tensor, cfg: SawConfig, past=()):
-    """rewards (N, K), NaN = not scored (left out of its key) -> (weights, cv, raw mean, raw std), K floats each.
+    """rewards (N, K), NaN = not scored (left out of its key) -> (weights, cv, raw mean, raw std), K floats each;
+    mean and std are this step's.
 
     past: the earlier steps' reward matrices (N_i, K), oldest first (docs/spec.md, "History"): every reward
-    then counts cfg.history_decay ** (its step's age), this step's with weight 1; () is this step alone."""
+    then counts cfg.history_decay ** (its step's age) in the CVs, this step's with weight 1; () is this step alone."""
     n, k = rewards.shape
     if n < 2:
         raise SawInputError(f"SAW needs at least 2 rollouts for the batch std; got N={n}")
@@ -51,7 +52,8 @@ def reference_weights(rewards: torch.Tensor, cfg: SawConfig, past=()):
          if not math.isnan(x) and cfg.history_decay**age > 0]
         for d in range(k)
     ]
-    raw_mean, raw_std = zip(*(_weighted_mean_std(col) for col in columns))
+    this_step = [[(x, 1.0) for x in steps[-1][:, d].tolist() if not math.isnan(x)] for d in range(k)]
+    raw_mean, raw_std = zip(*(_weighted_mean_std(col) for col in this_step))
     cv = []
     for d, col in enumerate(columns):
         shift = cfg.reward_min[d] - (cfg.delta if cfg.preset == "paper" else 0.0)

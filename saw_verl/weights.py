@@ -19,9 +19,9 @@ POOL_ROWS = ("weight", "mean", "m2", "low", "high")  # a history pool: (5, K) fl
 
 
 class BatchWeights(NamedTuple):
-    """Each (K,) float64: the SAW weights w_k, CV_k, and the mean / std of the raw rewards the CV was taken of
-    (this batch's, or the history pool's). batch_cv: CV_k of this batch alone. pool: (5, K) float64, the
-    history pool with this batch in it (POOL_ROWS), or None without a history."""
+    """Each (K,) float64: the SAW weights w_k and CV_k (with a history: the pool's), the mean / std of this
+    batch's raw rewards, and batch_cv, CV_k of this batch alone. pool: (5, K) float64, the history pool with
+    this batch in it (POOL_ROWS), or None without a history."""
 
     weights: torch.Tensor
     cv: torch.Tensor
@@ -100,14 +100,14 @@ def cv_weights(cv: torch.Tensor, cfg: SawConfig) -> torch.Tensor:
 def batch_weights(rewards: torch.Tensor, cfg: SawConfig, pool: Optional[torch.Tensor] = None) -> BatchWeights:
     """rewards (N, K) float (NaN = not scored) -> BatchWeights over all N rollouts (docs/spec.md Step 1).
 
-    pool: (5, K) float64 history pool of the earlier steps (saw_verl.SawHistory): the statistics are then
+    pool: (5, K) float64 history pool of the earlier steps (saw_verl.SawHistory): the CVs and weights are then
     those of the pool with this batch merged in at cfg.history_decay, and BatchWeights.pool is that new pool."""
     batch = batch_moments(rewards.to(torch.float64))
     batch_cv, mean, std = pool_cv(batch, cfg)
     if pool is None:
         return BatchWeights(cv_weights(batch_cv, cfg), batch_cv, mean, std, batch_cv)
     merged = merge_pool(pool.to(device=batch.device, dtype=torch.float64), batch, cfg.history_decay)
-    cv, mean, std = pool_cv(merged, cfg)
+    cv = pool_cv(merged, cfg)[0]
     return BatchWeights(cv_weights(cv, cfg), cv, mean, std, batch_cv, merged)
 
 

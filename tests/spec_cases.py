@@ -95,11 +95,11 @@ HISTORY_STEPS = (
     torch.tensor([[1, 0], [1, 0], [1, 0], [0, 1]], dtype=torch.float64),
     torch.tensor([[1, 0], [1, 0], [1, 0], [1, 0]], dtype=torch.float64),
 )
-HISTORY_EXPECTED = (  # per step: pool weight W, mean, std, CV, weights; batch-alone CV and weights
-    dict(W=(4, 4), mean=(0.5, 0.0), std=(0.577350, 0.0), cv=(1.154701, 0.0), weights=(2.0, 0.0),
+HISTORY_EXPECTED = (  # per step: the pool's weight W, mean, std; CV and weights; this batch's CV and weights
+    dict(W=(4, 4), pool_mean=(0.5, 0.0), pool_std=(0.577350, 0.0), cv=(1.154701, 0.0), weights=(2.0, 0.0),
          batch_cv=(1.154701, 0.0), batch_weights=(2.0, 0.0)),
-    dict(W=(6, 6), mean=(0.666667, 0.166667), std=(0.516398, 0.408248), cv=(0.774597, 2.449489),
+    dict(W=(6, 6), pool_mean=(0.666667, 0.166667), pool_std=(0.516398, 0.408248), cv=(0.774597, 2.449489),
          weights=(0.480506, 1.519494), batch_cv=(0.666667, 2.0), batch_weights=(0.5, 1.5)),
-    dict(W=(7, 7), mean=(0.857143, 0.071429), std=(0.377964, 0.278174), cv=(0.440959, 3.894439),
+    dict(W=(7, 7), pool_mean=(0.857143, 0.071429), pool_std=(0.377964, 0.278174), cv=(0.440959, 3.894439),
          weights=(0.203422, 1.796578), batch_cv=(0.0, 0.0), batch_weights=(1.0, 1.0)),
 )

@@ -30,11 +30,16 @@ def test_worked_example_three_steps(impl):
             result = reference_saw_advantages(rewards, groups, mask, cfg, past=HISTORY_STEPS[:step])
         else:
             result = saw_advantages(rewards, groups, mask, cfg, history=history)
-            assert_close(history.pool[0], expected["W"], 1e-12, f"step {step + 1} pool weight")
-        for field in ("mean", "std", "cv", "weights", "batch_cv"):
+            weight, mean, m2 = history.pool[:3]
+            assert_close(weight, expected["W"], 1e-12, f"step {step + 1} pool weight")
+            assert_close(mean, expected["pool_mean"], 1e-6, f"step {step + 1} pool mean")
+            assert_close((m2 / (weight - 1)).sqrt(), expected["pool_std"], 1e-6, f"step {step + 1} pool std")
+        for field in ("cv", "weights", "batch_cv"):
             assert_close(getattr(result, field), expected[field], 1e-6, f"step {step + 1} {field}")
         alone = reference_saw_advantages(rewards, groups, mask, history_config(0.0))
         assert_close(alone.weights, expected["batch_weights"], 1e-6, f"step {step + 1} weights of the batch alone")
+        assert_close(result.mean, alone.mean, 1e-12, f"step {step + 1} mean: this batch's")
+        assert_close(result.std, alone.std, 1e-12, f"step {step + 1} std: this batch's")
 
 
 def random_steps(seed: int, steps: int = 7, n: int = 24, keys: int = 3):
@@ -73,7 +78,7 @@ def test_torch_path_equals_reference_over_a_sequence_of_steps(decay, mode, prese
         assert_close(actual.advantages, expected.advantages, scaled_tolerance(expected.advantages, 1e-5),
                      f"step {step} advantages")
         if step < 4:  # one value (0.1) since the pool started: exactly 0, never rounding noise
-            assert actual.std[1].item() == 0.0 and actual.weights[1].item() == 0.0
+            assert actual.cv[1].item() == 0.0 and actual.weights[1].item() == 0.0
     assert history.steps == len(past)
 
 

@@ -112,7 +112,7 @@ class SAWGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` with SAW weights; takes the same arguments, `args` a `SAWGRPOConfig`.
 
     Logs, per reward function and generation batch, `saw/{name}/weight|cv|mean|std` (mean/std of the
-    raw reward, unscored completions left out; with a history, the pool's, and `saw/{name}/batch_cv`) and `saw/static_weighted_reward` (sum of alpha_k * r_k,
+    raw reward in the batch, unscored completions left out; with a history also `saw/{name}/batch_cv`) and `saw/static_weighted_reward` (sum of alpha_k * r_k,
     TRL's "reward" with the static weights; TRL's own "reward" is then the SAW-weighted sum).
     """
 
