@@ -19,23 +19,16 @@ time (run.json then has `steps_done`); `--data-dir` is bfcl_eval's data folder.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from recipes.common.runs import collect_runs, run_dir
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpu_task  # noqa: E402
-
-# The TRL demo's run layout and run collection (recipes/trl_demo/experiment.py is not a package)
-_spec = importlib.util.spec_from_file_location(
-    "saw_trl_demo_experiment", Path(__file__).resolve().parent.parent / "trl_demo" / "experiment.py"
-)
-TRL_DEMO = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(TRL_DEMO)
-run_dir = TRL_DEMO.run_dir
 
 METHODS = {  # method -> (SAW estimator, dynamic weights)
     "grpo": ("saw_grpo", False),
@@ -188,7 +181,7 @@ def heldout_fields(folder: Path) -> dict:
 def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
     """metrics.csv, runs.csv (with held-out accuracy after training) and heldout.md from every run; 1 if a run
     did not finish."""
-    runs, missing = TRL_DEMO.collect_runs(workdir, out, methods, seeds, cpu_task.REWARD_KEYS, heldout_fields)
+    runs, missing = collect_runs(workdir, out, methods, seeds, cpu_task.REWARD_KEYS, heldout_fields)
     if runs:
         (out / "heldout.md").write_text(heldout_table(runs, json.loads((out / "heldout_untrained.json").read_text())))
     return 1 if missing else 0

@@ -20,8 +20,8 @@ by side where one process would serialise them. The steps:
 3. the runs, all at once (each worker starts its run when the step count is written); a run still training
    at `--end-unix` - `--reserve-s` - E stops there and says so; each ends with its held-out greedy
    evaluation (80 questions, batched);
-4. `cpu_experiment.collect` (metrics.csv, runs.csv, heldout.md), `recipes/cpu_demo/analyze.py`'s tables
-   (summary.md), the figures (curves and weights: PNG through analyze.py and `saw_verl.plot` where
+4. `cpu_experiment.collect` (metrics.csv, runs.csv, heldout.md), `recipes.common.analyze`'s tables
+   (summary.md), the figures (curves and weights: PNG through recipes.common.analyze and `saw_verl.plot` where
    matplotlib imports, else SVG drawn here), and grid.json (settings, calibration, step count, timings, the
    wheel check) in `--out`, at most 8 files.
 """
@@ -48,13 +48,6 @@ import gpu_bundle  # noqa: E402
 SAFETY = 1.1  # the step count leaves 10 % of the training time for steps slower than the calibration's
 OUT_FILES = ("metrics.csv", "runs.csv", "summary.md", "heldout.md", "grid.json")
 TITLE = "SmolLM2-135M on BFCL simple_python (TRL, GPU)"
-
-
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def launch(argv: list[str], log: Path) -> dict:
@@ -218,7 +211,8 @@ def figures(metrics_csv: Path, workdir: Path, methods: list[str], seed: int, out
     """curves and weights figures in `out`: PNG (analyze.py, saw_verl.plot) if matplotlib imports, else SVG."""
     import pandas as pd
 
-    analyze = _module("saw_gpu_grid_analyze", REPO / "recipes" / "cpu_demo" / "analyze.py")
+    from recipes.common import analyze
+
     metrics = pd.read_csv(metrics_csv)
     keys = analyze.reward_keys(metrics)
     if importlib.util.find_spec("matplotlib") is None:
@@ -236,8 +230,9 @@ def tables(workdir: Path, scratch: Path, methods: list[str], seeds: list[int], t
     """metrics.csv, runs.csv, heldout.md (cpu_experiment.collect) and summary.md (analyze.py) in `scratch`."""
     import pandas as pd
 
+    from recipes.common import analyze
+
     experiment = _cpu_experiment()
-    analyze = _module("saw_gpu_grid_analyze", REPO / "recipes" / "cpu_demo" / "analyze.py")
     code = experiment.collect(workdir, scratch, methods, seeds)
     metrics = pd.read_csv(scratch / "metrics.csv")
     runs = analyze.per_run(metrics, thresholds, window, final_steps)
@@ -360,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         site = argv[argv.index("--site") + 1] if "--site" in argv[:split] else ""
         gpu_bundle.use_site(site or None)
         return _cpu_experiment().main(argv[split + 1 :])
-    analyze = _module("saw_gpu_grid_analyze", REPO / "recipes" / "cpu_demo" / "analyze.py")
+    from recipes.common import analyze
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["grid"])
     parser.add_argument("--site", type=Path, help="the bundle's unpacked wheels (gpu_bundle.py install)")
