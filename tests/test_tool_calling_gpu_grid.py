@@ -103,7 +103,9 @@ def test_the_run_log_and_the_failure_file(tmp_path):
     assert status["status"] == "died" and status["steps"] == 3
     assert status["reason"].startswith("step 4: non-finite gradient in w")
     (tmp_path / run_control.FAILURE_NAME).unlink()
-    assert grid_outputs.run_status(tmp_path, exit_code=-9)["reason"].startswith("exit code -9, no failure.json")
+    (tmp_path / "process.log").write_text("Traceback\nModuleNotFoundError: No module named 'trl'\n\n")
+    reason = grid_outputs.run_status(tmp_path, -9, tmp_path / "process.log")["reason"]
+    assert reason == "exit code -9, no failure.json; ModuleNotFoundError: No module named 'trl'"
 
 
 def test_the_exit_code_says_whether_the_dead_runs_are_the_expected_ones():

@@ -74,7 +74,8 @@ def environment(device: str) -> dict:
 def launch(argv: list[str], log: Path) -> subprocess.Popen:
     """Start one run's process, its output to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)  # saw_verl, recipes
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": path}
     with open(log, "w") as handle:
         return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 

@@ -31,8 +31,9 @@ TABLE_FILES = ("metrics.csv", "heldout.md")
 RUN_FIELDS = ("max_steps", "stopped_at_deadline", "train_s", "wall_s")  # from run.json, into runs.csv
 
 
-def run_status(folder: Path, exit_code: int | None) -> dict:
-    """One run's end: {"status": "finished" | "died", "steps", "reason"} from its folder and exit code."""
+def run_status(folder: Path, exit_code: int | None, process_log: Path | None = None) -> dict:
+    """One run's end: {"status": "finished" | "died", "steps", "reason"} from its folder, its exit code and the
+    last line of its process log."""
     if (folder / "run.json").exists():
         run = json.loads((folder / "run.json").read_text())
         return {"status": "finished", "steps": run["steps"], "reason": ""}
@@ -40,7 +41,9 @@ def run_status(folder: Path, exit_code: int | None) -> dict:
         failure = json.loads((folder / FAILURE_NAME).read_text())
         return {"status": "died", "steps": failure["step"] - 1, "reason": failure_reason(failure)}
     steps = max((e["step"] for e in read_log(folder / LOG_NAME)), default=0)
-    return {"status": "died", "steps": steps, "reason": f"exit code {exit_code}, no {FAILURE_NAME} (see its log)"}
+    lines = process_log.read_text(errors="replace").split("\n") if process_log and process_log.exists() else []
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return {"status": "died", "steps": steps, "reason": f"exit code {exit_code}, no {FAILURE_NAME}; {last}"}
 
 
 def failure_reason(failure: dict) -> str:
@@ -116,7 +119,7 @@ def write_outputs(args, names: list[str], outcome: dict, env: dict, timings: dic
     for stale in (*TABLE_FILES, "runs.csv", "summary.md", "grid.json", "curves.png", "weights.png", "runs"):
         shutil.rmtree(out / stale) if (out / stale).is_dir() else (out / stale).unlink(missing_ok=True)
     folders = {n: cpu_experiment.run_dir(workdir, *n.rsplit("_seed", 1)) for n in names}
-    statuses = {n: run_status(folders[n], outcome["exit_codes"][n]) for n in names}
+    statuses = {n: run_status(folders[n], outcome["exit_codes"][n], workdir / "logs" / f"{n}.log") for n in names}
     dead = [n for n in names if statuses[n]["status"] == "died"]
     cpu_experiment.collect(workdir, scratch, args.methods, args.seeds)
     finished = [json.loads((folders[n] / "run.json").read_text()) for n in names if n not in dead]
