@@ -117,18 +117,7 @@ def run_all(args, names: list[str], workdir: Path, timings: dict) -> dict:
     start_file, target_file = workdir / "start", workdir / "target.json"
     for stale in (start_file, target_file):
         stale.unlink(missing_ok=True)
-    planted = dict(args.plant_nonfinite)
-    procs = {}
-    for name in names:
-        method, seed = name.rsplit("_seed", 1)
-        argv = [sys.executable, str(EXPERIMENT), "train", "--model", str(args.model), "--workdir", str(workdir),
-                "--method", method, "--seed", seed, "--steps", str(args.max_steps), "--device", args.device,
-                "--data-dir", str(args.data_dir), "--prompts-per-step", str(args.prompts_per_step),
-                "--generations", str(args.generations), "--warmup-steps", str(args.warmup_steps),
-                "--start-file", str(start_file), "--target-file", str(target_file)]  # fmt: skip
-        if name in planted:
-            argv += ["--plant-nonfinite-at", str(planted[name])]
-        procs[name] = launch(argv, workdir / "logs" / f"{name}.log")
+    procs = {name: start_run(args, name, workdir, start_file, target_file) for name in names}
     say(f"{len(names)} runs started; the untrained model's held-out evaluation meanwhile")
     untrained = workdir / "collected" / "heldout_untrained.json"
     began = time.time()
@@ -137,39 +126,62 @@ def run_all(args, names: list[str], workdir: Path, timings: dict) -> dict:
     deadline = args.end_unix - args.reserve_s - (2 * timings["untrained_eval_s"] + 5)
     write_target(target_file, {"deadline_unix": round(deadline, 2)})
     folders = {name: cpu_experiment.run_dir(workdir, *split_name(name)) for name in names}
-    while not all((folders[n] / "ready").exists() or procs[n].poll() is not None for n in names):
+    while time.time() < deadline and not all((folders[n] / "ready").exists() or procs[n].poll() is not None
+                                             for n in names):  # fmt: skip
         time.sleep(0.1)
     release = time.time()
     start_file.write_text(str(release))
     timings["ready_s"] = round(release - timings["grid_start_unix"], 1)
     say(f"every run ready after {timings['ready_s']:.0f} s; the start barrier opens")
-    decisions, logs = [], {n: folders[n] / LOG_NAME for n in names}
+    decisions = steer(args, procs, folders, release, deadline, target_file)
+    timings["runs_s"] = round(time.time() - release, 1)
+    return {"untrained": json.loads(untrained.read_text()), "release_unix": round(release, 2),
+            "train_deadline_unix": round(deadline, 2), "decisions": decisions,
+            "exit_codes": {n: procs[n].returncode for n in names}}  # fmt: skip
+
+
+def start_run(args, name: str, workdir: Path, start_file: Path, target_file: Path) -> subprocess.Popen:
+    """One run's process (cpu_experiment.py train), waiting at the start barrier."""
+    method, seed = split_name(name)
+    argv = [sys.executable, str(EXPERIMENT), "train", "--model", str(args.model), "--workdir", str(workdir),
+            "--method", method, "--seed", str(seed), "--steps", str(args.max_steps), "--device", args.device,
+            "--data-dir", str(args.data_dir), "--prompts-per-step", str(args.prompts_per_step),
+            "--generations", str(args.generations), "--warmup-steps", str(args.warmup_steps),
+            "--start-file", str(start_file), "--target-file", str(target_file)]  # fmt: skip
+    planted = dict(args.plant_nonfinite)
+    if name in planted:
+        argv += ["--plant-nonfinite-at", str(planted[name])]
+    return launch(argv, workdir / "logs" / f"{name}.log")
+
+
+def steer(args, procs: dict, folders: dict, release: float, deadline: float, target_file: Path) -> list[dict]:
+    """Until every process has ended: the common step count after every round (choose_target, written to
+    `target_file`); a process still running at the end of the time is killed. Returns the decisions."""
+    decisions, killed = [], set()
     while any(p.poll() is None for p in procs.values()):
-        alive = [n for n in names if procs[n].poll() is None and not (folders[n] / "run.json").exists()
+        alive = [n for n in procs if procs[n].poll() is None and not (folders[n] / "run.json").exists()
                  and not (folders[n] / FAILURE_NAME).exists()]
         if time.time() > args.end_unix - args.reserve_s / 2:
-            for name in alive:
+            for name in set(alive) - killed:
                 procs[name].kill()
+                killed.add(name)
                 say(f"{name} killed: still running at the end of the time")
-        ends = [step_ends(logs[n]) for n in alive]
+        ends = [step_ends(folders[n] / LOG_NAME) for n in alive]
         leader = max((max(e, default=0) for e in ends), default=0)
         if ends and leader < (decisions[-1]["steps"] if decisions else args.max_steps):
-            rounds = round_times(ends, release)
-            decision = choose_target(rounds, leader, deadline - time.time(), args.timing_skip,
+            decision = choose_target(round_times(ends, release), leader, deadline - time.time(), args.timing_skip,
                                      args.timing_rounds, args.safety, args.max_steps)  # fmt: skip
             if decision and (not decisions or decision["steps"] != decisions[-1]["steps"]):
-                decision |= {"time_unix": round(time.time(), 2), "alive": len(alive)}
-                decision["predicted_train_end_unix"] = round(
-                    decision["time_unix"] + (decision["steps"] - decision["after_step"]) * decision["step_s"], 1)
+                now = time.time()
+                predicted_end = now + (decision["steps"] - decision["after_step"]) * decision["step_s"]
+                decision |= {"time_unix": round(now, 2), "alive": len(alive),
+                             "predicted_train_end_unix": round(predicted_end, 1)}  # fmt: skip
                 decisions.append(decision)
                 write_target(target_file, {"steps": decision["steps"], "deadline_unix": round(deadline, 2)})
                 say(f"after step {decision['after_step']}: {decision['step_s']:.2f} s per step ({len(alive)} runs) "
                     f"-> {decision['steps']} steps")  # fmt: skip
         time.sleep(0.5)
-    timings["runs_s"] = round(time.time() - release, 1)
-    return {"untrained": json.loads(untrained.read_text()), "release_unix": round(release, 2),
-            "train_deadline_unix": round(deadline, 2), "decisions": decisions,
-            "exit_codes": {n: procs[n].returncode for n in names}}  # fmt: skip
+    return decisions
 
 
 def split_name(name: str) -> tuple[str, int]:
