@@ -161,3 +161,13 @@ def test_grid_end_to_end_on_a_tiny_model_with_a_run_that_dies(tmp_path):
     assert len(run_control.read_log(out / "runs" / "gdpo_seed0" / "log.jsonl")) >= 3
     grid = json.loads((out / "grid.json").read_text())
     assert grid["outcome"]["decisions"][-1]["steps"] == 3 and grid["outcome"]["untrained"]["n"] == 80
+
+
+def test_the_summary_reports_how_saw_weights_swing():
+    import pandas as pd
+
+    rows = [{"method": m, "seed": 0, "step": t, "weight/format_reward": w, "weight/correct_reward": 2 - w}
+            for m in ("gdpo", "saw_gdpo") for t, w in enumerate((2.0, 1.0, 2.0, 2.0), 1)]  # fmt: skip
+    (line,) = grid_outputs.weight_swing_lines(pd.DataFrame(rows))  # the equal-weight run is left out
+    assert line == ("- saw_gdpo seed 0: format_reward weight 0 on 0% of steps, mean change 0.67 a step; "
+                    "correct_reward weight 0 on 75% of steps, mean change 0.67 a step")

@@ -72,6 +72,19 @@ def arm_pairs(runs, thresholds: dict):
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
+def weight_swing_lines(metrics) -> list[str]:
+    """Per SAW run: the share of steps where a reward's weight is 0 (its rollouts all scored alike) and the
+    mean step-to-step change of that weight."""
+    lines = []
+    for (method, seed), run in metrics.sort_values("step").groupby(["method", "seed"]):
+        if not cpu_experiment.METHODS[method][0]["saw_dynamic"]:
+            continue
+        cells = [f"{key.removeprefix('weight/')} weight 0 on {(run[key] == 0).mean():.0%} of steps, mean change "
+                 f"{run[key].diff().abs().mean():.2f} a step" for key in run.columns if key.startswith("weight/")]
+        lines.append(f"- {method} seed {seed}: " + "; ".join(cells))
+    return lines
+
+
 def timing_lines(outcome: dict, finished: list[dict]) -> list[str]:
     """Summary lines: the step-count decisions, and predicted against actual training time."""
     release, decisions = outcome["release_unix"], outcome["decisions"]
@@ -132,6 +145,7 @@ def write_outputs(args, names: list[str], outcome: dict, env: dict, timings: dic
         table = analyze.summarise(runs, args.threshold)
         lines.append(analyze.markdown(table, arm_pairs(runs, args.threshold), args.threshold, args.window,
                                       args.final_steps))  # fmt: skip
+        lines += ["## SAW's weights from step to step", "", *weight_swing_lines(metrics), ""]
         notes += figures(out / "metrics.csv", workdir, statuses, args, out)
     else:
         lines.append("No run finished: no tables, no figures.")
