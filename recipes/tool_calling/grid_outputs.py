@@ -123,54 +123,59 @@ def figures(metrics_csv: Path, workdir: Path, statuses: dict, args, out: Path) -
 
 
 def write_outputs(args, names: list[str], outcome: dict, env: dict, timings: dict) -> list[str]:
-    """Every output in args.out (module docstring); returns the runs that died."""
-    import pandas as pd
-
-    from recipes.common import analyze
-
-    out, workdir, scratch = args.out, args.workdir, args.workdir / "collected"
+    """Every output in args.out (module docstring); returns the runs that died. The per-run files, runs.csv and
+    grid.json come first; a failure in the tables or figures is written into summary.md, not raised."""
+    out, workdir = args.out, args.workdir
     for stale in (*TABLE_FILES, "runs.csv", "summary.md", "grid.json", "curves.png", "weights.png", "runs"):
         shutil.rmtree(out / stale) if (out / stale).is_dir() else (out / stale).unlink(missing_ok=True)
     folders = {n: cpu_experiment.run_dir(workdir, *n.rsplit("_seed", 1)) for n in names}
     statuses = {n: run_status(folders[n], outcome["exit_codes"][n], workdir / "logs" / f"{n}.log") for n in names}
     dead = [n for n in names if statuses[n]["status"] == "died"]
-    cpu_experiment.collect(workdir, scratch, args.methods, args.seeds)
     finished = [json.loads((folders[n] / "run.json").read_text()) for n in names if n not in dead]
-    lines, notes = [f"# {args.title}: {len(names) - len(dead)} of {len(names)} runs finished", ""], []
-    if finished:
-        for name in TABLE_FILES:
-            shutil.copyfile(scratch / name, out / name)
-        metrics = pd.read_csv(out / "metrics.csv")
-        runs = analyze.per_run(metrics, args.threshold, args.window, args.final_steps)
-        table = analyze.summarise(runs, args.threshold)
-        lines.append(analyze.markdown(table, arm_pairs(runs, args.threshold), args.threshold, args.window,
-                                      args.final_steps))  # fmt: skip
-        lines += ["## SAW's weights from step to step", "", *weight_swing_lines(metrics), ""]
-        notes += figures(out / "metrics.csv", workdir, statuses, args, out)
-    else:
-        lines.append("No run finished: no tables, no figures.")
-    lines += ["## Runs that died", ""]
-    lines += [f"- {n}: after {statuses[n]['steps']} steps; {statuses[n]['reason']}" for n in dead] or ["None."]
-    lines += ["", "## Step count and training time", "", *timing_lines(outcome, finished), *notes]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
     rows = []
     for name in names:
-        finished_run = statuses[name]["status"] == "finished"
-        run = json.loads((folders[name] / "run.json").read_text()) if finished_run else {}
-        heldout = cpu_experiment.heldout_fields(folders[name]) if finished_run else {}
+        run = json.loads((folders[name] / "run.json").read_text()) if name not in dead else {}
+        heldout = cpu_experiment.heldout_fields(folders[name]) if name not in dead else {}
         rows.append({"run": name, **statuses[name], **{k: run.get(k) for k in RUN_FIELDS},
                      "heldout_format": heldout.get("heldout_format"), "heldout_correct": heldout.get("heldout_correct")})
-    write_csv(out / "runs.csv", rows)
-    for name in names:
         copy_run_files(folders[name], workdir / "logs" / f"{name}.log", out / "runs" / name)
+    write_csv(out / "runs.csv", rows)
     summary = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "environment": env, "reward_keys": list(cpu_task.REWARD_KEYS), "outcome": outcome, "runs": statuses,
         "timings": timings | {"grid_s": round(time.time() - timings["grid_start_unix"], 1)},
     }  # fmt: skip
     (out / "grid.json").write_text(json.dumps(summary, indent=1, default=str))
+    lines = [f"# {args.title}: {len(names) - len(dead)} of {len(names)} runs finished", ""]
+    try:
+        lines += tables_and_figures(args, statuses) if finished else ["No run finished: no tables, no figures.", ""]
+    except Exception as error:  # noqa: BLE001 - the rest of the summary is still written
+        lines += [f"The tables or figures failed: {type(error).__name__}: {error}", ""]
+    lines += ["## Runs that died", ""]
+    lines += [f"- {n}: after {statuses[n]['steps']} steps; {statuses[n]['reason']}" for n in dead] or ["None."]
+    lines += ["", "## Step count and training time", "", *timing_lines(outcome, finished)]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
     print((out / "summary.md").read_text(), flush=True)
     return dead
+
+
+def tables_and_figures(args, statuses: dict) -> list[str]:
+    """metrics.csv and heldout.md of the finished runs (cpu_experiment.collect), the summary's tables and SAW
+    weight lines, the figures; returns the summary's lines."""
+    import pandas as pd
+
+    from recipes.common import analyze
+
+    scratch = args.workdir / "collected"
+    cpu_experiment.collect(args.workdir, scratch, args.methods, args.seeds)
+    for name in TABLE_FILES:
+        shutil.copyfile(scratch / name, args.out / name)
+    metrics = pd.read_csv(args.out / "metrics.csv")
+    runs = analyze.per_run(metrics, args.threshold, args.window, args.final_steps)
+    table = analyze.markdown(analyze.summarise(runs, args.threshold), arm_pairs(runs, args.threshold),
+                             args.threshold, args.window, args.final_steps)  # fmt: skip
+    notes = figures(args.out / "metrics.csv", args.workdir, statuses, args, args.out)
+    return [table, "## SAW's weights from step to step", "", *weight_swing_lines(metrics), "", *notes]
 
 
 def copy_run_files(folder: Path, process_log: Path, target: Path) -> None:
