@@ -14,9 +14,9 @@ on the 80 held-out questions after training) and `run.json` (steps done, wall ti
 (recipes.common.run_control). A completion is cut after its first stop token (end of turn or a newline), so
 the end-of-turn padding that follows a line's end is not trained on.
 
-`--device cuda` (used by gpu_grid.py) trains in bf16 autocast on float32 weights, without gradient
-checkpointing, and scores the held-out questions under the same autocast (`--bf16` gives the training the
-same autocast on CPU); `--prompts-per-step` and
+Training runs under bf16 autocast on float32 weights (TRL's GRPOConfig defaults to `bf16=True`; the committed
+CPU grid trained so too), `--fp32` without autocast. `--device cuda` (used by gpu_grid.py) trains without
+gradient checkpointing and scores the held-out questions under the same autocast; `--prompts-per-step` and
 `--generations` set the batch; `--warmup-steps` ramps the learning rate up linearly; `--start-file` waits
 for that file before training (the run's folder gets `ready` first), `--target-file` ends training at the
 step count or deadline written there (re-read every step); `--plant-nonfinite-at N`
@@ -140,7 +140,7 @@ def evaluate(model_path: Path, out: Path, device: str = "cpu", data_dir: str | N
 
 def train(model_path: Path, workdir: Path, method: str, seed: int, steps: int, prompts_per_step: int = PROMPTS_PER_STEP,
           generations: int = GENERATIONS, device: str = "cpu", data_dir: str | None = None, warmup_steps: int = 0,
-          control: dict | None = None, bf16: bool = False) -> int:
+          control: dict | None = None, fp32: bool = False) -> int:
     """One run: at most `steps` GRPO steps on the 320 training questions, then held-out greedy accuracy; 0, or 3
     if the run died (failure.json says why). `control` (all optional): "start_file", "target_file",
     "plant_nonfinite_at" (module docstring)."""
@@ -165,7 +165,7 @@ def train(model_path: Path, workdir: Path, method: str, seed: int, steps: int, p
         warmup_steps=warmup_steps, max_grad_norm=MAX_GRAD_NORM, weight_decay=0.0, beta=0.0, seed=seed,
         use_cpu=device == "cpu", logging_steps=1, logging_nan_inf_filter=False, save_strategy="no",
         report_to="none", disable_tqdm=True, generation_kwargs={"eos_token_id": stop_token_ids(tokenizer)},
-        **({"bf16": True, "gradient_checkpointing": False} if device == "cuda" or bf16 else {}),
+        bf16=not fp32, **({"gradient_checkpointing": False} if device == "cuda" else {}),
     )  # fmt: skip
     train_entries, heldout_entries = cpu_task.split_entries(data_dir)
     dataset = Dataset.from_list(cpu_task.dataset_rows(train_entries, tokenizer))
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-file", type=Path, help="train: wait for this file before the first step")
     parser.add_argument("--target-file", type=Path, help="train: stop at the step count written in this file")
     parser.add_argument("--plant-nonfinite-at", type=int, help="train: make this step's loss NaN (a run that dies)")
-    parser.add_argument("--bf16", action="store_true", help="train: bf16 autocast on CPU too (as on CUDA)")
+    parser.add_argument("--fp32", action="store_true", help="train: without bf16 autocast")
     args = parser.parse_args(argv)
     needed = {"evaluate": ("model", "out"), "train": ("model", "workdir", "method"), "collect": ("workdir", "out")}
     absent = [f"--{name}" for name in needed[args.command] if getattr(args, name) is None]
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                    "plant_nonfinite_at": args.plant_nonfinite_at}  # fmt: skip
         return train(args.model.expanduser().resolve(), workdir, args.method, args.seed, args.steps,
                      args.prompts_per_step, args.generations, args.device, args.data_dir, args.warmup_steps, control,
-                     args.bf16)
+                     args.fp32)
     else:
         return collect(args.workdir.expanduser().resolve(), args.out, args.methods, args.seeds)
     return 0
