@@ -1,8 +1,10 @@
 """The CPU tool-calling experiment: SmolLM2-135M-Instruct on BFCL `simple_python` through TRL's GRPOTrainer.
 
-    python recipes/tool_calling/cpu_experiment.py evaluate --model M --out base_eval.json
-    python recipes/tool_calling/cpu_experiment.py train --model M --workdir W --method saw_gdpo --seed 0 --steps 25
-    python recipes/tool_calling/cpu_experiment.py collect --workdir W --out results --methods ... --seeds ...
+    PYTHONPATH=. python recipes/tool_calling/cpu_experiment.py evaluate --model M --out base_eval.json
+    PYTHONPATH=. python recipes/tool_calling/cpu_experiment.py train --model M --workdir W --method saw_gdpo --seed 0
+    PYTHONPATH=. python recipes/tool_calling/cpu_experiment.py collect --workdir W --out results --methods ... --seeds ...
+
+(from the checkout: saw_verl and recipes.common come from it.)
 
 Task, split, prompt and rewards: cpu_task.py. Every method is `SAWGRPOTrainer`; the baselines have
 `saw_dynamic=False`, which is exactly TRL's GRPOTrainer (tests/test_trl_trainer.py). Per seed, every
@@ -19,8 +21,8 @@ CPU grid trained so too), `--fp32` without autocast. `--device cuda` (used by gp
 gradient checkpointing and scores the held-out questions under the same autocast; `--prompts-per-step` and
 `--generations` set the batch; `--warmup-steps` ramps the learning rate up linearly; `--start-file` waits
 for that file before training (the run's folder gets `ready` first), `--target-file` ends training at the
-step count or deadline written there (re-read every step); `--plant-nonfinite-at N`
-makes step N's loss NaN (a run that dies on purpose); `--data-dir` is bfcl_eval's data folder.
+step count or deadline written there (re-read every step); `--plant-nonfinite-at N` makes step N's loss NaN
+(a run that dies on purpose); `--data-dir` is bfcl_eval's data folder.
 """
 
 from __future__ import annotations
