@@ -4,12 +4,13 @@
 #             the kernel performance command with the project NOT installed, as on a bare GPU machine (triton 3.6.0
 #             under the interpreter), then the wheel + [plot]: the core tests, the tensor API, python -m
 #             saw_verl.plot, and every integration refusing to import with the extra to install
-#   trl       [trl] into a venv that already has trl 1.16.0 + transformers 5.23.0: nothing changes version, no verl
-#             or ray appears; the TRL tests (real GRPOTrainer runs) pass
+#   trl       [trl] into a venv that already has trl 1.16.0 + transformers 5.23.0 (+ gguf): nothing changes version,
+#             no verl or ray appears; the TRL tests (real GRPOTrainer runs) and the tool-calling recipe's GGUF
+#             conversion round trip pass
 #   openrlhf  the wheel next to OpenRLHF 0.11.2 with its own pins (scripts/install_openrlhf_cpu.sh): nothing changes
 #             version; the OpenRLHF tests (launcher, Ray hook, the real compute_advantages_and_returns) pass
 # The [verl] cell is scripts/setup_env.sh + the README's test command (.ci/run runs both).
-# Tests run from a copy of tests/ and cpu_harness/ outside the checkout, so `import saw_verl` finds the wheel.
+# Tests run from a copy of tests/, cpu_harness/ and recipes/ outside the checkout, so `import saw_verl` finds the wheel.
 # Usage: bash scripts/install_matrix.sh [CELL...]   (default: all three; MATRIX_DIR to keep the venvs elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ ROOT=$PWD
 PYTHON=${PYTHON:-python3}
 MATRIX_DIR=${MATRIX_DIR:-$(mktemp -d /tmp/saw_matrix.XXXXXX)}
 TORCH="torch==${SAW_TORCH_VERSION:-2.13.0}"
-TRL_PINS=(trl==1.16.0 transformers==5.23.0)
+TRL_PINS=(trl==1.16.0 transformers==5.23.0 gguf==0.19.0)
 TRITON_PIN=${SAW_MATRIX_TRITON:-triton==3.6.0}  # the GPU machine's triton, here under the interpreter
 CELLS=("$@")
 [ ${#CELLS[@]} -gt 0 ] || CELLS=(bare trl openrlhf)
@@ -49,10 +50,10 @@ absent() {  # absent VENV DIST...: fail if any distribution is installed
         if pip_in "$venv" show -q "$dist" >/dev/null 2>&1; then echo "$dist is installed in $venv" >&2; exit 1; fi
     done
 }
-test_tree() {  # test_tree DIR: tests/, cpu_harness/ and the pytest settings, without saw_verl/
+test_tree() {  # test_tree DIR: tests/, cpu_harness/, recipes/ and the pytest settings, without saw_verl/
     rm -rf "$1"
     mkdir -p "$1"
-    cp -r "$ROOT/tests" "$ROOT/cpu_harness" "$ROOT/pyproject.toml" "$1/"
+    cp -r "$ROOT/tests" "$ROOT/cpu_harness" "$ROOT/recipes" "$ROOT/pyproject.toml" "$1/"
     find "$1" -name __pycache__ -prune -exec rm -rf {} +
 }
 run_tests() {  # run_tests VENV TREE TEST...: pytest against the installed wheel; a skipped test fails the cell
@@ -126,7 +127,7 @@ cell_trl() {
     unchanged_but_saw "$MATRIX_DIR/trl-before.txt" "$MATRIX_DIR/trl-after.txt"
     absent "$venv" verl ray
     test_tree "$tree"
-    run_tests "$venv" "$tree" tests/test_trl_config.py tests/test_trl_trainer.py
+    run_tests "$venv" "$tree" tests/test_trl_config.py tests/test_trl_trainer.py tests/test_prepare_smollm2.py
     echo "trl: $(versions "$venv" 'saw-verl|torch|trl|transformers|accelerate|datasets')" >> "$SUMMARY"
 }
 

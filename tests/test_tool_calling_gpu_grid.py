@@ -1,205 +1,173 @@
-"""recipes/tool_calling GPU grid: the bundle (model parts, wheels checked against their RECORD, the import check),
-the step-count policy, the SVG figures, and the grid itself end to end on CPU with a random tiny GGUF model."""
+"""recipes/tool_calling GPU grid: the adaptive step count, the finite-gradient check, the run log and failure file,
+what the outputs say about a dead run, and the grid end to end on CPU with a tiny model where one run dies."""
 
-import base64
-import hashlib
 import importlib.util
 import json
 import sys
-import zipfile
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tool_calling"
-sys.path.insert(0, str(RECIPE))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "recipes" / "tool_calling"))
 
-import gpu_bundle  # noqa: E402
 import gpu_grid  # noqa: E402
+import grid_outputs  # noqa: E402
 
-needs_gguf = pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="gguf not installed")
+from recipes.common import run_control  # noqa: E402
+
+needs_gguf = pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="gguf not installed (pip install gguf)")
 needs_trl = pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl not installed")
 needs_bfcl = pytest.mark.skipif(importlib.util.find_spec("bfcl_eval") is None, reason="bfcl-eval not installed")
 
 
-def _bundle_with_model(tmp_path: Path, payload: bytes, extra: int) -> tuple[Path, Path]:
-    """part1/part2 holding `payload` xz-compressed and cut as prepare() cuts it, with their manifest."""
-    import lzma
-
-    part1, part2 = tmp_path / "part1", tmp_path / "part2"
-    part1.mkdir()
-    (part1 / "filler.bin").write_bytes(b"x" * extra)
-    stream = tmp_path / "model.gguf.xz"
-    stream.write_bytes(lzma.compress(payload))
-    first, second = gpu_bundle.split_sizes(stream.stat().st_size, extra)
-    parts = gpu_bundle.write_parts(stream, (part1, part2), first)
-    model = {"gguf_bytes": len(payload), "gguf_sha256": hashlib.sha256(payload).hexdigest(),
-             "xz_bytes": stream.stat().st_size, "xz_sha256": gpu_bundle.sha256_file(stream), "parts": parts}
-    for folder in (part1, part2):
-        (folder / gpu_bundle.MANIFEST).write_text(json.dumps({"model": model, "wheels": [], "bfcl": []}))
-    return part1, part2
+def test_a_round_lasts_until_the_slowest_run_has_finished_its_step():
+    ends = [{1: 10.0, 2: 13.0, 3: 15.0}, {1: 11.0, 2: 12.0}]
+    assert gpu_grid.round_times(ends, start=8.0) == [(1, 3.0), (2, 2.0)]  # step 3: not every run is there yet
+    assert gpu_grid.round_times([{}, {1: 1.0}], start=0.0) == []
 
 
-def test_split_sizes_balance_the_two_commands():
-    first, second = gpu_bundle.split_sizes(90_000_000, 30_000_000)
-    assert first + second == 90_000_000 and first + 30_000_000 == second
-    assert gpu_bundle.split_sizes(10, 1_000) == (1, 9)  # part1 full of wheels still gets a byte of the model
-    with pytest.raises(ValueError):
-        gpu_bundle.split_sizes(1, 0)
+def test_the_target_waits_for_the_timed_rounds_then_fills_the_time_left():
+    rounds = [(1, 9.0), (2, 3.0), (3, 2.0), (4, 4.0)]
+    args = {"skip": 1, "window": 3, "safety": 1.0, "max_steps": 1000}
+    assert gpu_grid.choose_target(rounds[:3], 3, 100.0, **args) is None  # 2 timed rounds of 3
+    decision = gpu_grid.choose_target(rounds, 4, 100.0, **args)
+    assert decision == {"after_step": 4, "step_s": 3.0, "steps": 4 + 33}  # median of 3, 2, 4; floor(100 / 3)
+    assert gpu_grid.choose_target(rounds, 4, 100.0, **(args | {"safety": 1.1}))["steps"] == 4 + 30
+    assert gpu_grid.choose_target(rounds, 4, 100.0, **(args | {"max_steps": 20}))["steps"] == 20
+    assert gpu_grid.choose_target(rounds, 6, -5.0, **args)["steps"] == 7  # never below the leader's next step
+    assert gpu_grid.choose_target(rounds, 9, 0.0, **(args | {"max_steps": 8}))["steps"] == 8
 
 
-def test_model_parts_reassemble_to_the_same_bytes(tmp_path):
-    payload = bytes(range(256)) * 4000 + b"the end"
-    part1, part2 = _bundle_with_model(tmp_path, payload, extra=300_000)
-    assert (part1 / "model.gguf.xz.part1").stat().st_size >= 1 and (part2 / "model.gguf.xz.part2").stat().st_size >= 1
-    gguf = tmp_path / "out" / "model.gguf"
-    gpu_bundle.assemble([part1, part2], gguf)
-    assert gguf.read_bytes() == payload
+class _Base:
+    """A stand-in trainer: the loss it is given, gradients it is given, and the norm of what it clips."""
+
+    def __init__(self, model, loss):
+        self.model, self.loss = model, loss
+        self.state = type("State", (), {"global_step": 4})()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        return self.loss
+
+    def _clip_grad_norm(self, model):
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
 
 
-def test_a_damaged_or_missing_part_is_refused(tmp_path):
-    part1, part2 = _bundle_with_model(tmp_path, b"model bytes " * 5000, extra=10)
-    path = part2 / "model.gguf.xz.part2"
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 1
-    path.write_bytes(bytes(data))
-    with pytest.raises(SystemExit, match="damaged in transit"):
-        gpu_bundle.assemble([part1, part2], tmp_path / "model.gguf")
-    with pytest.raises(SystemExit, match="not found"):
-        gpu_bundle.assemble([part1], tmp_path / "model.gguf")
+class _Guarded(run_control.GuardedTrainer, _Base):
+    pass
 
 
-def _wheel(tmp_path: Path, files: dict[str, bytes], tamper: str | None = None) -> Path:
-    """A wheel of `files` with its RECORD; `tamper`: that file's content changes after RECORD was written."""
-    record = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append("tinypkg-1.0.dist-info/RECORD,,")
-    path = tmp_path / "tinypkg-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data + (b"#" if name == tamper else b""))
-        archive.writestr("tinypkg-1.0.dist-info/RECORD", "\n".join(record) + "\n")
-    return path
+def _model_with_grads(grads: dict[str, float]) -> torch.nn.Module:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    for name, param in model.named_parameters():
+        param.grad = torch.full_like(param, grads.get(name, 0.5))
+    return model
 
 
-@pytest.mark.parametrize("tamper", [None, "tinypkg/__init__.py"])
-def test_install_checks_every_file_against_the_record(tmp_path, tamper):
-    files = {"tinypkg/__init__.py": b"VALUE = 42\n", "tinypkg-1.0.dist-info/METADATA": b"Name: tinypkg\nVersion: 1.0\n"}
-    wheel = _wheel(tmp_path, files, tamper)
-    part = tmp_path / "part1"
-    part.mkdir()
-    (part / wheel.name).write_bytes(wheel.read_bytes())
-    entry = {"dist": "tinypkg", "version": "1.0", "file": wheel.name, "sha256": gpu_bundle.sha256_file(wheel)}
-    (part / gpu_bundle.MANIFEST).write_text(json.dumps({"model": {}, "wheels": [entry], "bfcl": []}))
-    site = tmp_path / "site"
-    if tamper:
-        with pytest.raises(SystemExit, match="RECORD"):
-            gpu_bundle.install([part], site)
-        return
-    assert gpu_bundle.install([part], site) == [{"dist": "tinypkg", "version": "1.0"}]
-    assert (site / "tinypkg" / "__init__.py").read_bytes() == b"VALUE = 42\n"
+def test_the_first_non_finite_gradient_stops_the_step_and_names_its_parameter():
+    model = _model_with_grads({"1.weight": float("inf"), "1.bias": float("nan")})
+    trainer = _Guarded(model, torch.tensor(2.5))
+    trainer.compute_loss(model, {})
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    with pytest.raises(run_control.NonFiniteGradient) as caught:
+        trainer._clip_grad_norm(model)
+    assert caught.value.details | {"grad_norm": None} == {
+        "step": 5, "parameter": "1.weight", "parameter_grad_norm": float("inf"), "grad_norm": None, "loss": 2.5}
+    assert all(torch.allclose(before[n], p.grad, equal_nan=True) for n, p in model.named_parameters())  # not clipped
+    finite = _model_with_grads({})
+    assert float(_Guarded(finite, torch.tensor(1.0))._clip_grad_norm(finite)) == pytest.approx(0.5 * 9**0.5)
 
 
-def test_pyarrow_pruning_keeps_what_datasets_imports():
-    so = "cpython-312-x86_64-linux-gnu.so"
-    for omitted in ("pyarrow/include/arrow/api.h", "pyarrow/tests/test_io.py", f"pyarrow/_flight.{so}",
-                    "pyarrow/libarrow_flight.so.2600", "pyarrow/lib.pyx", "pyarrow/src/arrow/python/api.h",
-                    "pyarrow/libarrow_s3.so.2600", f"pyarrow/_s3fs.{so}"):
-        assert gpu_bundle.pyarrow_omitted(omitted), omitted
-    for kept in (f"pyarrow/lib.{so}", "pyarrow/libarrow.so.2600", f"pyarrow/_fs.{so}", "pyarrow/fs.py",
-                 "pyarrow/libparquet.so.2600", "pyarrow-26.0.1.dist-info/RECORD"):
-        assert not gpu_bundle.pyarrow_omitted(kept), kept
+def test_a_planted_step_gets_a_nan_loss_and_only_that_step():
+    trainer = _Guarded(_model_with_grads({}), torch.tensor(1.0))
+    trainer.plant_nonfinite_at = 5  # global_step 4: the step being trained is 5
+    assert torch.isnan(trainer.compute_loss(trainer.model, {})) and torch.isnan(trainer.step_loss)
+    trainer.state.global_step = 5
+    assert trainer.compute_loss(trainer.model, {}) == 1.0
 
 
-@needs_trl
-def test_check_names_what_is_missing(monkeypatch):
-    rows, problems, notes = gpu_bundle.check(None)
-    assert problems == [], problems
-    assert {r["module"] for r in rows} >= {"trl", "datasets", "pyarrow", "torch", "transformers"}
-    assert "MISSING: nothing" in gpu_bundle.check_report(rows, problems, notes)
-    monkeypatch.setitem(gpu_bundle.BUNDLE_MODULES, "no_such_module_xyz", "no-such-module-xyz")
-    rows, problems, notes = gpu_bundle.check(None)
-    report = gpu_bundle.check_report(rows, problems, notes)
-    assert "MISSING: no_such_module_xyz" in report
-    assert any("no_such_module_xyz does not import" in p for p in problems)
+def test_the_run_log_and_the_failure_file(tmp_path):
+    log = run_control.RunLog(tmp_path / run_control.LOG_NAME)
+    state = type("State", (), {"global_step": 3})()
+    log.on_log(None, state, None, logs={"loss": float("nan"), "grad_norm": 1.5, "step_time": 2.0})
+    (entry,) = run_control.read_log(tmp_path / run_control.LOG_NAME)
+    assert entry["step"] == 3 and entry["grad_norm"] == 1.5 and entry["loss"] != entry["loss"]  # NaN kept
+    error = run_control.NonFiniteGradient({"step": 4, "parameter": "w", "parameter_grad_norm": float("nan"),
+                                           "grad_norm": float("nan"), "loss": float("nan")})  # fmt: skip
+    failure = run_control.write_failure(tmp_path, error, 4)
+    assert json.loads((tmp_path / run_control.FAILURE_NAME).read_text())["details"]["parameter"] == "w"
+    assert failure["last_log_entry"]["step"] == 3
+    status = grid_outputs.run_status(tmp_path, exit_code=3)
+    assert status["status"] == "died" and status["steps"] == 3
+    assert status["reason"].startswith("step 4: non-finite gradient in w")
+    (tmp_path / run_control.FAILURE_NAME).unlink()
+    (tmp_path / "process.log").write_text("Traceback\nModuleNotFoundError: No module named 'trl'\n\n")
+    reason = grid_outputs.run_status(tmp_path, -9, tmp_path / "process.log")["reason"]
+    assert reason == "exit code -9, no failure.json; ModuleNotFoundError: No module named 'trl'"
 
 
-@needs_trl
-def test_check_tells_a_too_old_version_from_one_above_a_cap(monkeypatch):
-    """trl's transformers>=4.56.2 against a reported 4.50.0 is a problem; datasets' fsspec<=cap against a newer
-    fsspec only a note."""
-    import importlib.metadata as metadata
-
-    real = metadata.version
-    fake = {"transformers": "4.50.0", "fsspec": "2999.1.0"}
-    monkeypatch.setattr(metadata, "version", lambda dist: fake.get(dist, real(dist)))
-    requires = {"trl": ["transformers>=4.56.2"], "datasets": ["fsspec[http]<=2026.2.0,>=2023.1.0"]}
-    monkeypatch.setattr(metadata, "requires", lambda dist: requires[dist])
-    rows, problems, notes = gpu_bundle.check(None)
-    assert any("needs transformers>=4.56.2; transformers 4.50.0" in p for p in problems), problems
-    assert any("fsspec 2999.1.0" in n for n in notes) and not any("fsspec" in p for p in problems)
+def test_the_exit_code_says_whether_the_dead_runs_are_the_expected_ones():
+    assert gpu_grid.exit_code([], []) == 0
+    assert gpu_grid.exit_code(["a_seed1"], []) == 1
+    assert gpu_grid.exit_code(["a_seed1"], ["a_seed1"]) == 0
+    assert gpu_grid.exit_code([], ["a_seed1"]) == 1  # a planted failure that did not happen
 
 
-def test_steps_from_calibration():
-    runs = {
-        "a": {"step_times": [9.0, 2.0, 2.2, 2.4], "train_wall_s": 20.6, "wall_s": 30.6},
-        "b": {"step_times": [5.0, 3.0, 3.0], "train_wall_s": 14.0, "wall_s": 26.0},
-    }
-    summary = gpu_grid.calibration_summary(runs)
-    assert summary["step_s"] == 3.0  # the slowest run's median, its first step left out
-    assert summary["startup_s"] == 5.0 and summary["eval_s"] == 12.0
-    assert gpu_grid.choose_steps(3.0, 420, 1000, 1000) == 127  # floor(420 / 3.3)
-    assert gpu_grid.choose_steps(3.0, 420, 34, 1000) == 10  # the time left binds
-    assert gpu_grid.choose_steps(3.0, 420, 1000, 50) == 50
-    assert gpu_grid.choose_steps(3.0, 420, -5, 1000) == 1
-
-
-def test_svg_figures_draw_every_method_and_key(tmp_path):
-    import pandas as pd
-
-    rows = [{"method": m, "seed": s, "step": t, "format_reward": t / 10, "correct_reward": 0.0,
-             "weight/format_reward": 1.0, "weight/correct_reward": 1.0 + (m == "saw_gdpo")}
-            for m in ("gdpo", "saw_gdpo") for s in (0, 1) for t in range(1, 6)]  # fmt: skip
-    written = gpu_grid.svg_figures(pd.DataFrame(rows), ["format_reward", "correct_reward"], tmp_path, "t")
-    assert [p.name for p in written] == ["curves.svg", "weights.svg"]
-    for path in written:
-        text = path.read_text()
-        assert text.startswith("<svg") and text.rstrip().endswith("</svg>")
-        assert text.count("<polyline") == 2 * 2 + 2  # 2 keys x 2 methods, and each panel's axes
-        assert "saw_gdpo" in text and "gdpo" in text
+def test_the_step_target_file_ends_training_at_its_count_or_deadline(tmp_path):
+    target = tmp_path / "target.json"
+    stop = run_control.StepTarget(target)
+    control = type("Control", (), {"should_training_stop": False})()
+    state = type("State", (), {"global_step": 5})()
+    assert not stop.on_step_end(None, state, control).should_training_stop  # no file yet
+    run_control.write_target(target, {"steps": 6, "deadline_unix": time.time() + 60})
+    assert not stop.on_step_end(None, state, control).should_training_stop
+    state.global_step = 6
+    assert stop.on_step_end(None, state, control).should_training_stop and not stop.stopped_at_deadline
+    control.should_training_stop = False
+    run_control.write_target(target, {"steps": 10, "deadline_unix": time.time() - 1})
+    assert stop.on_step_end(None, state, control).should_training_stop and stop.stopped_at_deadline
 
 
 @pytest.mark.e2e
 @needs_gguf
 @needs_trl
 @needs_bfcl
-def test_grid_end_to_end_on_a_tiny_model(tmp_path):
-    """The GPU grid's own code on CPU: tiny GGUF -> model folder, calibration, the step count, both arms at once,
-    held-out evaluation, at most 8 files in --out."""
-    import time
-
+def test_grid_end_to_end_on_a_tiny_model_with_a_run_that_dies(tmp_path):
+    """The grid's own code on CPU: a tiny model, both arms of seed 0 at once, saw_gdpo's loss NaN at step 2: that
+    run dies and is named, the other finishes, every output is written, the exit code follows --expect-dead."""
     import pandas as pd
 
-    gguf = tmp_path / "tiny.gguf"
-    gpu_bundle.write_tiny_gguf(gguf, context_length=4096)
-    data_dir = gpu_bundle.bfcl_source(None)
+    sys.path.insert(0, str(REPO / "recipes" / "tool_calling"))
+    import prepare_smollm2
+
+    prepare_smollm2.main(["--out", str(tmp_path / "model"), "--tiny"])
     out = tmp_path / "out"
-    code = gpu_grid.main(["grid", "--gguf", str(gguf), "--model", str(tmp_path / "model"), "--data-dir", str(data_dir),
-                          "--workdir", str(tmp_path / "work"), "--out", str(out), "--end-unix", str(time.time() + 600),
-                          "--device", "cpu", "--seeds", "0", "--prompts-per-step", "2", "--generations", "2",
-                          "--calibration-steps", "2", "--train-s", "1", "--max-steps", "2"])  # fmt: skip
-    assert code == 0
-    files = sorted(p.name for p in out.iterdir())
-    assert len(files) <= 8 and {"metrics.csv", "runs.csv", "summary.md", "heldout.md", "grid.json"} <= set(files)
-    summary = json.loads((out / "grid.json").read_text())
-    steps = summary["steps"]
-    assert steps == 1  # --train-s 1 is shorter than a step: the count is clamped to 1
-    runs = pd.read_csv(out / "runs.csv")
-    assert sorted(runs["method"]) == ["gdpo", "saw_gdpo"] and (runs["steps"] == steps).all()
-    assert (runs["steps_done"] == steps).all() and not runs["stopped_at_deadline"].any()
-    metrics = pd.read_csv(out / "metrics.csv")
-    assert len(metrics) == 2 * steps and {"weight/format_reward", "weight/correct_reward"} <= set(metrics.columns)
-    assert len(summary["calibration"]["runs"]) == 2 and summary["untrained_heldout"]["n"] == 80
-    assert "saw_gdpo - gdpo" in (out / "summary.md").read_text()
+    argv = ["--model", str(tmp_path / "model"), "--workdir", str(tmp_path / "work"), "--out", str(out),
+            "--end-unix", str(time.time() + 1200), "--device", "cpu", "--seeds", "0", "--prompts-per-step", "2",
+            "--generations", "2", "--warmup-steps", "1", "--max-steps", "3", "--timing-skip", "1",
+            "--timing-rounds", "1", "--plant-nonfinite", "saw_gdpo_seed0:2"]  # fmt: skip
+    assert gpu_grid.main([*argv, "--expect-dead", "saw_gdpo_seed0"]) == 0
+    for name in ("metrics.csv", "runs.csv", "summary.md", "heldout.md", "grid.json", "curves.png", "weights.png"):
+        assert (out / name).stat().st_size > 0, name
+    runs = pd.read_csv(out / "runs.csv").set_index("run")
+    assert runs.loc["gdpo_seed0", "status"] == "finished" and runs.loc["gdpo_seed0", "steps"] == 3
+    assert runs.loc["saw_gdpo_seed0", "status"] == "died" and runs.loc["saw_gdpo_seed0", "steps"] == 1
+    summary = (out / "summary.md").read_text()
+    assert "- saw_gdpo_seed0: after 1 steps; step 2: non-finite gradient in model." in summary
+    assert set(pd.read_csv(out / "metrics.csv")["method"]) == {"gdpo"}
+    assert (out / "runs" / "saw_gdpo_seed0" / "failure.json").exists()
+    assert len(run_control.read_log(out / "runs" / "gdpo_seed0" / "log.jsonl")) >= 3
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["outcome"]["decisions"][-1]["steps"] == 3 and grid["outcome"]["untrained"]["n"] == 80
+
+
+def test_the_summary_reports_how_saw_weights_swing():
+    import pandas as pd
+
+    rows = [{"method": m, "seed": 0, "step": t, "weight/format_reward": w, "weight/correct_reward": 2 - w}
+            for m in ("gdpo", "saw_gdpo") for t, w in enumerate((2.0, 1.0, 2.0, 2.0), 1)]  # fmt: skip
+    (line,) = grid_outputs.weight_swing_lines(pd.DataFrame(rows))  # the equal-weight run is left out
+    assert line == ("- saw_gdpo seed 0: format_reward weight 0 on 0% of steps, mean change 0.67 a step; "
+                    "correct_reward weight 0 on 75% of steps, mean change 0.67 a step")

@@ -8,7 +8,7 @@
 #   PARALLEL=2   PYTHON=python
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/: the checkout only
+export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/, recipes/: the checkout only
 WORKDIR="${WORKDIR:-/tmp/saw_cpu_demo_grid}"
 OUT="${OUT:-$HERE/results}"
 STEPS="${STEPS:-60}"
@@ -20,4 +20,4 @@ PYTHON="${PYTHON:-python}"
 # shellcheck disable=SC2086  # SEEDS and METHODS are lists
 "$PYTHON" "$HERE/experiment.py" --workdir "$WORKDIR" --out "$OUT" --methods $METHODS \
     --seeds $SEEDS --steps "$STEPS" --parallel "$PARALLEL"
-"$PYTHON" "$HERE/analyze.py" --metrics "$OUT/metrics.csv" --out "$OUT"
+"$PYTHON" -m recipes.common.analyze --metrics "$OUT/metrics.csv" --out "$OUT"

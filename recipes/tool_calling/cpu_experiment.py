@@ -1,52 +1,60 @@
 """The CPU tool-calling experiment: SmolLM2-135M-Instruct on BFCL `simple_python` through TRL's GRPOTrainer.
 
-    python recipes/tool_calling/cpu_experiment.py evaluate --model M --out base_eval.json
-    python recipes/tool_calling/cpu_experiment.py train --model M --workdir W --method saw_gdpo --seed 0 --steps 25
-    python recipes/tool_calling/cpu_experiment.py collect --workdir W --out results --methods ... --seeds ...
+    PYTHONPATH=. python recipes/tool_calling/cpu_experiment.py evaluate --model M --out base_eval.json
+    PYTHONPATH=. python recipes/tool_calling/cpu_experiment.py train --model M --workdir W --method saw_gdpo --seed 0
+    PYTHONPATH=. python recipes/tool_calling/cpu_experiment.py collect --workdir W --out results --methods ... --seeds ...
+
+(from the checkout: saw_verl and recipes.common come from it.)
 
 Task, split, prompt and rewards: cpu_task.py. Every method is `SAWGRPOTrainer`; the baselines have
 `saw_dynamic=False`, which is exactly TRL's GRPOTrainer (tests/test_trl_trainer.py). Per seed, every
 method sees the same model and the same data order (TRL's sampler is seeded by `seed`). A run writes
-`runs/<method>_seed<seed>/trainer_state.json` (TRL's log_history), `heldout.json` (greedy accuracy on
-the 80 held-out questions after training) and `run.json` (wall time, written last).
+`runs/<method>_seed<seed>/log.jsonl` (every log entry as it is made: loss, grad norm, learning rate,
+rewards, SAW weights, step time), `trainer_state.json` (TRL's log_history), `heldout.json` (greedy accuracy
+on the 80 held-out questions after training) and `run.json` (steps done, wall times; written last), or
+`failure.json` (step, reason, the parameter with a non-finite gradient) when the run dies
+(recipes.common.run_control). A completion is cut after its first stop token (end of turn or a newline), so
+the end-of-turn padding that follows a line's end is not trained on.
 
-`--device cuda` (used by gpu_grid.py) trains in bf16 autocast on float32 weights, without gradient
-checkpointing, and scores the held-out questions under the same autocast; `--prompts-per-step` and
-`--generations` set the batch; `--deadline-unix` stops training after the first step that ends past that
-time (run.json then has `steps_done`); `--data-dir` is bfcl_eval's data folder.
+Training runs under bf16 autocast on float32 weights (TRL's GRPOConfig defaults to `bf16=True`; the committed
+CPU grid trained so too), `--fp32` without autocast. `--device cuda` (used by gpu_grid.py) trains without
+gradient checkpointing and scores the held-out questions under the same autocast; `--prompts-per-step` and
+`--generations` set the batch; `--warmup-steps` ramps the learning rate up linearly; `--start-file` waits
+for that file before training (the run's folder gets `ready` first), `--target-file` ends training at the
+step count or deadline written there (re-read every step); `--plant-nonfinite-at N` makes step N's loss NaN
+(a run that dies on purpose); `--data-dir` is bfcl_eval's data folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from recipes.common.run_control import (
+    LOG_NAME, GuardedTrainer, RunLog, StepTarget, wait_for, write_failure,
+)  # fmt: skip
+from recipes.common.runs import collect_runs, run_dir
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpu_task  # noqa: E402
 
-# The TRL demo's run layout and run collection (recipes/trl_demo/experiment.py is not a package)
-_spec = importlib.util.spec_from_file_location(
-    "saw_trl_demo_experiment", Path(__file__).resolve().parent.parent / "trl_demo" / "experiment.py"
-)
-TRL_DEMO = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(TRL_DEMO)
-run_dir = TRL_DEMO.run_dir
-
-METHODS = {  # method -> (SAW estimator, dynamic weights)
-    "grpo": ("saw_grpo", False),
-    "saw_grpo": ("saw_grpo", True),
-    "gdpo": ("saw_gdpo", False),
-    "saw_gdpo": ("saw_gdpo", True),
+# method -> (its SAWGRPOConfig options, the equal-weight method it is compared with seed by seed). A new arm is
+# one more entry (e.g. SAW-GDPO with other SAW options), run by naming it in --methods / METHODS.
+METHODS = {
+    "grpo": ({"saw_estimator": "saw_grpo", "saw_dynamic": False}, None),
+    "saw_grpo": ({"saw_estimator": "saw_grpo", "saw_dynamic": True}, "grpo"),
+    "gdpo": ({"saw_estimator": "saw_gdpo", "saw_dynamic": False}, None),
+    "saw_gdpo": ({"saw_estimator": "saw_gdpo", "saw_dynamic": True}, "gdpo"),
 }
 # The step budget and shape, fixed before the grid ran (README, "CPU experiment").
 PROMPTS_PER_STEP, GENERATIONS = 2, 4
 MAX_COMPLETION_TOKENS = 48
 LEARNING_RATE = 5e-5
+MAX_GRAD_NORM = 1.0  # TRL's default, set here because the finite-gradient check runs where gradients are clipped
 TEMPERATURE = 0.7  # at 1.0 the untrained model wrote a decodable call in ~1 of 10 samples
 TRAINED_TOP_LAYERS = 10  # of 30 decoder layers; the rest, and the (tied) embeddings, stay frozen
 EVAL_BATCH = 40
@@ -56,6 +64,30 @@ def stop_token_ids(tokenizer) -> list[int]:
     """End of turn and every token holding a newline: an answer is the call's one line (cpu_task's prompt)."""
     newline = [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
     return [tokenizer.eos_token_id, *newline]
+
+
+def tool_call_trainer():
+    """SAWGRPOTrainer with the finite-gradient check, and completions cut after their first stop token.
+
+    generate stops a row at any token of stop_token_ids and pads the finished row with the end-of-turn id;
+    TRL's completion mask runs to the first end-of-turn id, so a row that stopped at a newline would train on
+    one end-of-turn token it never sampled. The cut leaves exactly the sampled tokens (TRL then counts such a
+    row as clipped in `completions/clipped_ratio`)."""
+    from saw_verl.integrations.trl import SAWGRPOTrainer
+
+    class ToolCallTrainer(GuardedTrainer, SAWGRPOTrainer):
+        stop_ids: frozenset[int] = frozenset()
+
+        def _generate_single_turn(self, *args, **kwargs):
+            completion_ids, logprobs = super()._generate_single_turn(*args, **kwargs)
+            return [cut_after_stop(ids, self.stop_ids) for ids in completion_ids], logprobs
+
+    return ToolCallTrainer
+
+
+def cut_after_stop(ids: list[int], stop_ids) -> list[int]:
+    """`ids` up to and including its first stop token (all of it if none)."""
+    return next((ids[: i + 1] for i, token in enumerate(ids) if token in stop_ids), ids)
 
 
 def freeze_lower_layers(model) -> None:
@@ -109,58 +141,64 @@ def evaluate(model_path: Path, out: Path, device: str = "cpu", data_dir: str | N
 
 
 def train(model_path: Path, workdir: Path, method: str, seed: int, steps: int, prompts_per_step: int = PROMPTS_PER_STEP,
-          generations: int = GENERATIONS, device: str = "cpu", data_dir: str | None = None,
-          deadline_unix: float | None = None) -> None:
-    """One run: `steps` GRPO steps on the 320 training questions (fewer if `deadline_unix` passes first), then
-    held-out greedy accuracy."""
+          generations: int = GENERATIONS, device: str = "cpu", data_dir: str | None = None, warmup_steps: int = 0,
+          control: dict | None = None, fp32: bool = False) -> int:
+    """One run: at most `steps` GRPO steps on the 320 training questions, then held-out greedy accuracy; 0, or 3
+    if the run died (failure.json says why). `control` (all optional): "start_file", "target_file",
+    "plant_nonfinite_at" (module docstring)."""
     from datasets import Dataset
 
-    from saw_verl.integrations.trl import SAWGRPOConfig, SAWGRPOTrainer
+    from saw_verl.integrations.trl import SAWGRPOConfig
 
-    estimator, dynamic = METHODS[method]
+    control = control or {}
+    options = METHODS[method][0]
     out = run_dir(workdir, method, seed)
-    (out / "run.json").unlink(missing_ok=True)  # written again only if this run finishes
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("run.json", "failure.json", "heldout.json", "ready"):  # written again by this run
+        (out / name).unlink(missing_ok=True)
     start = time.perf_counter()
     model, tokenizer = load(model_path)
     freeze_lower_layers(model)
     args = SAWGRPOConfig(
-        output_dir=str(out), saw_estimator=estimator, saw_dynamic=dynamic, saw_reward_min=[0.0, 0.0],
+        output_dir=str(out), **options, saw_reward_min=[0.0, 0.0],
         num_generations=generations, per_device_train_batch_size=prompts_per_step * generations,
         gradient_accumulation_steps=1, max_steps=steps, max_completion_length=MAX_COMPLETION_TOKENS,
-        temperature=TEMPERATURE, learning_rate=LEARNING_RATE, lr_scheduler_type="constant", weight_decay=0.0, beta=0.0,
-        seed=seed, use_cpu=device == "cpu", logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-        generation_kwargs={"eos_token_id": stop_token_ids(tokenizer)},
-        **({"bf16": True, "gradient_checkpointing": False} if device == "cuda" else {}),
+        temperature=TEMPERATURE, learning_rate=LEARNING_RATE, lr_scheduler_type="constant_with_warmup",
+        warmup_steps=warmup_steps, max_grad_norm=MAX_GRAD_NORM, weight_decay=0.0, beta=0.0, seed=seed,
+        use_cpu=device == "cpu", logging_steps=1, logging_nan_inf_filter=False, save_strategy="no",
+        report_to="none", disable_tqdm=True, generation_kwargs={"eos_token_id": stop_token_ids(tokenizer)},
+        bf16=not fp32, **({"gradient_checkpointing": False} if device == "cuda" else {}),
     )  # fmt: skip
     train_entries, heldout_entries = cpu_task.split_entries(data_dir)
     dataset = Dataset.from_list(cpu_task.dataset_rows(train_entries, tokenizer))
-    trainer = SAWGRPOTrainer(
+    stop = StepTarget(control.get("target_file"))
+    trainer = tool_call_trainer()(
         model, [cpu_task.format_reward, cpu_task.correct_reward], args=args, train_dataset=dataset,
-        processing_class=tokenizer, callbacks=[] if deadline_unix is None else [_deadline_callback(deadline_unix)],
+        processing_class=tokenizer, callbacks=[RunLog(out / LOG_NAME), stop],
     )  # fmt: skip
-    trainer.train()
+    trainer.stop_ids = frozenset(stop_token_ids(tokenizer))
+    trainer.plant_nonfinite_at = control.get("plant_nonfinite_at")
+    if control.get("start_file"):
+        (out / "ready").write_text(str(time.time()))
+        print(f"ready; waiting for {control['start_file']}", flush=True)
+        wait_for(control["start_file"], timeout_s=1800)
+    train_start = time.time()
+    try:
+        trainer.train()
+    except Exception as error:  # noqa: BLE001 - whatever ends the run is recorded, then the run exits
+        failure = write_failure(out, error, trainer.state.global_step + 1)
+        print(f"run died at step {failure['step']}: {failure['message']}", flush=True)
+        return 3
+    train_end = time.time()
     trainer.save_state()
-    train_s = time.perf_counter() - start
     heldout = heldout_accuracy(trainer.model.eval(), tokenizer, heldout_entries)
     (out / "heldout.json").write_text(json.dumps(heldout))
-    run = {"method": method, "seed": seed, "steps": steps, "train_wall_s": round(train_s, 1),
+    run = {"method": method, "seed": seed, "steps": trainer.state.global_step, "max_steps": steps,
+           "stopped_at_deadline": stop.stopped_at_deadline, "train_s": round(train_end - train_start, 1),
+           "train_start_unix": round(train_start, 1), "train_end_unix": round(train_end, 1),
            "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
-    if deadline_unix is not None:
-        run |= {"steps_done": trainer.state.global_step, "stopped_at_deadline": trainer.state.global_step < steps}
     (out / "run.json").write_text(json.dumps(run))
-
-
-def _deadline_callback(deadline_unix: float):
-    """A TrainerCallback that stops training at the end of the first step finished after `deadline_unix`."""
-    from transformers import TrainerCallback
-
-    class Deadline(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if time.time() >= deadline_unix:
-                control.should_training_stop = True
-            return control
-
-    return Deadline()
+    return 0
 
 
 def heldout_table(runs: list[dict], untrained: dict) -> str:
@@ -173,7 +211,7 @@ def heldout_table(runs: list[dict], untrained: dict) -> str:
     ]
     by_key = {(r["method"], r["seed"]): r for r in runs}
     for r in runs:
-        base = by_key.get((r["method"].removeprefix("saw_"), r["seed"])) if r["method"].startswith("saw_") else None
+        base = by_key.get((METHODS[r["method"]][1], r["seed"]))
         deltas = [f"{r[k] - base[k]:+.3f}" if base else "" for k in ("heldout_format", "heldout_correct")]
         cells = [r["method"], str(r["seed"]), f"{r['heldout_format']:.3f}", f"{r['heldout_correct']:.3f}", *deltas]
         lines.append("| " + " | ".join(cells) + " |")
@@ -188,7 +226,7 @@ def heldout_fields(folder: Path) -> dict:
 def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
     """metrics.csv, runs.csv (with held-out accuracy after training) and heldout.md from every run; 1 if a run
     did not finish."""
-    runs, missing = TRL_DEMO.collect_runs(workdir, out, methods, seeds, cpu_task.REWARD_KEYS, heldout_fields)
+    runs, missing = collect_runs(workdir, out, methods, seeds, cpu_task.REWARD_KEYS, heldout_fields)
     if runs:
         (out / "heldout.md").write_text(heldout_table(runs, json.loads((out / "heldout_untrained.json").read_text())))
     return 1 if missing else 0
@@ -209,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generations", type=int, default=GENERATIONS, help="rollouts per prompt")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--data-dir", help="bfcl_eval's data folder (default: the installed bfcl_eval package's)")
-    parser.add_argument("--deadline-unix", type=float, help="train: stop after the first step that ends past this time")
+    parser.add_argument("--warmup-steps", type=int, default=0, help="train: linear learning-rate warm-up")
+    parser.add_argument("--start-file", type=Path, help="train: wait for this file before the first step")
+    parser.add_argument("--target-file", type=Path, help="train: stop at the step count written in this file")
+    parser.add_argument("--plant-nonfinite-at", type=int, help="train: make this step's loss NaN (a run that dies)")
+    parser.add_argument("--fp32", action="store_true", help="train: without bf16 autocast")
     args = parser.parse_args(argv)
     needed = {"evaluate": ("model", "out"), "train": ("model", "workdir", "method"), "collect": ("workdir", "out")}
     absent = [f"--{name}" for name in needed[args.command] if getattr(args, name) is None]
@@ -220,8 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(args.model.expanduser().resolve(), args.out, args.device, args.data_dir)
     elif args.command == "train":
         workdir = args.workdir.expanduser().resolve()
-        train(args.model.expanduser().resolve(), workdir, args.method, args.seed, args.steps, args.prompts_per_step,
-              args.generations, args.device, args.data_dir, args.deadline_unix)
+        control = {"start_file": args.start_file, "target_file": args.target_file,
+                   "plant_nonfinite_at": args.plant_nonfinite_at}  # fmt: skip
+        return train(args.model.expanduser().resolve(), workdir, args.method, args.seed, args.steps,
+                     args.prompts_per_step, args.generations, args.device, args.data_dir, args.warmup_steps, control,
+                     args.fp32)
     else:
         return collect(args.workdir.expanduser().resolve(), args.out, args.methods, args.seeds)
     return 0

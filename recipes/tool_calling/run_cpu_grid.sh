@@ -2,7 +2,7 @@
 # CPU tool-calling grid: SmolLM2-135M-Instruct on BFCL simple_python through TRL (SAWGRPOTrainer),
 # METHODS x SEEDS, PARALLEL runs at a time (one torch thread each). Converts the model once, scores the
 # untrained model on the held-out questions once (beside the first runs), then writes metrics.csv, runs.csv, summary.md/.csv,
-# paired.csv, curves.png (recipes/cpu_demo/analyze.py) and weights.png (python -m saw_verl.plot, first
+# paired.csv, curves.png (recipes/common/analyze.py) and weights.png (python -m saw_verl.plot, first
 # seed) to OUT.
 #
 # Environment (defaults):
@@ -10,6 +10,7 @@
 #   METHODS="gdpo saw_gdpo"   PARALLEL=2   PYTHON=python
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # recipes/: the checkout only
 export WORKDIR="${WORKDIR:-/tmp/saw_tool_calling_cpu}" STEPS="${STEPS:-25}" PYTHON="${PYTHON:-python}"
 export EXPERIMENT="$HERE/cpu_experiment.py" MODEL="${WORKDIR}/smollm2-135m-instruct"
 OUT="${OUT:-$HERE/results}"
@@ -30,7 +31,7 @@ for seed in $SEEDS; do for method in $METHODS; do echo "$method $seed"; done; do
 wait "$EVALUATION"
 # shellcheck disable=SC2086  # SEEDS and METHODS are lists
 "$PYTHON" "$EXPERIMENT" collect --workdir "$WORKDIR" --out "$OUT" --methods $METHODS --seeds $SEEDS
-"$PYTHON" "$HERE/../cpu_demo/analyze.py" --metrics "$OUT/metrics.csv" --out "$OUT" \
+"$PYTHON" -m recipes.common.analyze --metrics "$OUT/metrics.csv" --out "$OUT" \
     --threshold "format_reward=${FORMAT_THRESHOLD:-0.6}" --threshold "correct_reward=${CORRECT_THRESHOLD:-0.1}" \
     --title "SmolLM2-135M on BFCL simple_python (TRL)"
 FIRST_SEED="${SEEDS%% *}"

@@ -14,16 +14,15 @@ A run writes `runs/<method>_seed<seed>/trainer_state.json` (TRL's `log_history`)
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib.util
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-CPU_DEMO = Path(__file__).resolve().parent.parent / "cpu_demo"
-REWARD_KEYS = ("format_reward", "correct_reward")
+from recipes.common.runs import collect_runs, run_dir
+from recipes.cpu_demo.reward import REWARD_KEYS, compute_score
+
 # method -> (SAW estimator, dynamic weights)
 METHODS = {
     "grpo": ("saw_grpo", False),
@@ -33,20 +32,8 @@ METHODS = {
 }
 
 
-def _cpu_demo_module(name: str):
-    """Import `recipes/cpu_demo/<name>.py` (not a package): the task is the CPU demo's, unchanged."""
-    spec = importlib.util.spec_from_file_location(f"saw_trl_demo_{name}", CPU_DEMO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def model_dir(workdir: Path, seed: int) -> Path:
     return workdir / "models" / f"seed{seed}"
-
-
-def run_dir(workdir: Path, method: str, seed: int) -> Path:
-    return workdir / "runs" / f"{method}_seed{seed}"
 
 
 def prepare(workdir: Path, seeds: list[int]) -> None:
@@ -60,8 +47,6 @@ def prepare(workdir: Path, seeds: list[int]) -> None:
 
 def reward_functions() -> list:
     """The CPU demo's two reward components as TRL reward functions (named after their keys)."""
-    compute_score = _cpu_demo_module("reward").compute_score
-
     def component(key):
         def reward(completions, ground_truth, **kwargs):
             return [compute_score(None, c, gt)[key] for c, gt in zip(completions, ground_truth, strict=True)]
@@ -76,7 +61,9 @@ def train_dataset():
     """The CPU demo's 4096 training prompts "copy D" as a TRL prompt dataset with a ground_truth column."""
     from datasets import Dataset
 
-    rows = _cpu_demo_module("prepare_data").copy_digit_rows(4096, "train")
+    from recipes.cpu_demo.prepare_data import copy_digit_rows  # torch and transformers, through cpu_harness
+
+    rows = copy_digit_rows(4096, "train")
     return Dataset.from_list(
         [{"prompt": row["prompt"][0]["content"], "ground_truth": row["reward_model"]["ground_truth"]} for row in rows]
     )
@@ -111,53 +98,9 @@ def train(workdir: Path, method: str, seed: int, steps: int) -> None:
                                               "wall_s": round(time.perf_counter() - start, 1)}))
 
 
-def step_rows(state_path: Path, method: str, seed: int, keys=REWARD_KEYS) -> list[dict]:
-    """Per-step rows in recipes/cpu_demo/analyze.py's format, from TRL's trainer_state.json log_history."""
-    rows = []
-    for entry in json.loads(state_path.read_text())["log_history"]:
-        if f"saw/{keys[0]}/weight" not in entry:  # the final train summary
-            continue
-        row = {"method": method, "seed": seed, "step": entry["step"]}
-        row.update({key: entry[f"rewards/{key}/mean"] for key in keys})
-        row.update({f"weight/{key}": entry[f"saw/{key}/weight"] for key in keys})
-        row["step_time_s"] = entry.get("step_time")
-        rows.append(row)
-    return rows
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """rows (dicts with the same keys) -> a CSV with a header, creating the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def collect_runs(workdir: Path, out: Path, methods: list[str], seeds: list[int], keys=REWARD_KEYS,
-                 run_fields=lambda folder: {}) -> tuple[list[dict], list[str]]:
-    """metrics.csv and runs.csv (each run.json | run_fields(folder)) from every run's folder -> (runs, the runs
-    that did not finish, reported on stderr)."""
-    runs, metrics, missing = [], [], []
-    for seed in seeds:
-        for method in methods:
-            folder = run_dir(workdir, method, seed)
-            if not (folder / "run.json").exists():
-                missing.append(f"{method} seed {seed} ({folder})")
-                continue
-            runs.append(json.loads((folder / "run.json").read_text()) | run_fields(folder))
-            metrics += step_rows(folder / "trainer_state.json", method, seed, keys)
-    for rows, name in ((runs, "runs.csv"), (metrics, "metrics.csv")):
-        if rows:
-            write_csv(out / name, rows)
-    if missing:
-        print("runs that did not finish: " + "; ".join(missing), file=sys.stderr)
-    return runs, missing
-
-
 def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
     """metrics.csv and runs.csv from every run's folder; 1 if a run did not finish."""
-    return 1 if collect_runs(workdir, out, methods, seeds)[1] else 0
+    return 1 if collect_runs(workdir, out, methods, seeds, REWARD_KEYS)[1] else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Evidence grid of the TRL demo: GRPO, GRPO+SAW, GDPO, GDPO+SAW x SEEDS through TRL's GRPOTrainer on
 # CPU, PARALLEL runs at a time (one torch thread each). Writes metrics.csv, runs.csv, summary.md/.csv,
-# paired.csv, curves.png (recipes/cpu_demo/analyze.py) and weights.png (python -m saw_verl.plot, first seed) to OUT.
+# paired.csv, curves.png (recipes/common/analyze.py) and weights.png (python -m saw_verl.plot, first seed) to OUT.
 #
 # Environment (defaults):
 #   WORKDIR=/tmp/saw_trl_demo_grid   OUT=<this folder>/results   STEPS=100   SEEDS="0 1 2 3 4"
 #   PARALLEL=2   PYTHON=python
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/: the checkout only
+export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/, recipes/: the checkout only
 export WORKDIR="${WORKDIR:-/tmp/saw_trl_demo_grid}" STEPS="${STEPS:-100}" PYTHON="${PYTHON:-python}"
 export EXPERIMENT="$HERE/experiment.py"
 OUT="${OUT:-$HERE/results}"
@@ -25,7 +25,7 @@ for seed in $SEEDS; do for method in $METHODS; do echo "$method $seed"; done; do
         && echo "$1 seed $2: done" || echo "$1 seed $2: FAILED (log $WORKDIR/logs/$1_seed$2.log)"' _
 # shellcheck disable=SC2086
 "$PYTHON" "$EXPERIMENT" collect --workdir "$WORKDIR" --out "$OUT" --methods $METHODS --seeds $SEEDS
-"$PYTHON" "$HERE/../cpu_demo/analyze.py" --metrics "$OUT/metrics.csv" --out "$OUT" \
+"$PYTHON" -m recipes.common.analyze --metrics "$OUT/metrics.csv" --out "$OUT" \
     --threshold format_reward=0.9 --threshold correct_reward=0.6 --title "TRL demo"
 FIRST_SEED="${SEEDS%% *}"
 "$PYTHON" -m saw_verl.plot "$WORKDIR/runs/saw_grpo_seed$FIRST_SEED/trainer_state.json" \
