@@ -49,6 +49,7 @@ METHODS = {
     "saw_grpo": ({"saw_estimator": "saw_grpo", "saw_dynamic": True}, "grpo"),
     "gdpo": ({"saw_estimator": "saw_gdpo", "saw_dynamic": False}, None),
     "saw_gdpo": ({"saw_estimator": "saw_gdpo", "saw_dynamic": True}, "gdpo"),
+    "saw_gdpo_history": ({"saw_estimator": "saw_gdpo", "saw_dynamic": True, "saw_history_decay": 0.9}, "gdpo"),
 }
 # The step budget and shape, fixed before the grid ran (README, "CPU experiment").
 PROMPTS_PER_STEP, GENERATIONS = 2, 4
