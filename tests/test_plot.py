@@ -109,7 +109,8 @@ def test_each_format_reads_the_logged_values(request, source):
 
 
 def test_runs_are_labelled_by_method_and_seed_else_their_folder(verl_jsonl, trl_state, tensorboard_dir, recipe_csv):
-    labels = [label for path in (verl_jsonl, trl_state, tensorboard_dir, recipe_csv) for label, _ in plot.read_runs(path)]
+    paths = (verl_jsonl, trl_state, tensorboard_dir, recipe_csv)
+    labels = [label for path in paths for label, _ in plot.read_runs(path)]
     assert labels == ["saw_gdpo seed 0", "saw_grpo seed 0", "openrlhf_run",
                       "saw_gdpo seed 0", "saw_gdpo seed 1", "gdpo seed 0"]  # a metrics.csv: by method, then seed
 
