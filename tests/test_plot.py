@@ -136,7 +136,8 @@ def test_cli_plots_every_run_with_titles_and_y_labels(tmp_path, monkeypatch, ver
         f"saw_gdpo seed 0 ({verl_jsonl})", "saw_grpo seed 0", "openrlhf_run", f"saw_gdpo seed 0 ({recipe_csv})",
         "saw_gdpo seed 1", "gdpo seed 0"]
     assert all(ax.get_ylabel() for ax in shown)
-    plt.close(figures[0].number)
+    monkeypatch.undo()
+    plt.close(figures[0])
 
 
 def test_cli_writes_the_demo_outputs_as_found(tmp_path, verl_jsonl, recipe_csv):

@@ -40,7 +40,8 @@ def test_one_seed_says_n_a_and_seed_0(tmp_path, monkeypatch):
     assert "(n/a with one seed)" in summary
     assert figure.get_suptitle().endswith("(seed 0)")
     assert all(ax.get_ylabel() for ax in figure.axes)
-    plt.close(figure.number)
+    monkeypatch.undo()
+    plt.close(figure)
 
 
 def test_five_seeds_give_spreads_and_bands(tmp_path, monkeypatch):
@@ -51,4 +52,5 @@ def test_five_seeds_give_spreads_and_bands(tmp_path, monkeypatch):
     assert "n/a" not in "".join(rows)
     assert "mean over seeds, band = min..max" in figure.get_suptitle()
     assert all(ax.get_ylabel() for ax in figure.axes)
-    plt.close(figure.number)
+    monkeypatch.undo()
+    plt.close(figure)
