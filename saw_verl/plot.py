@@ -2,28 +2,41 @@
 
     python -m saw_verl.plot METRICS... -o weights.png [--title TEXT]
 
-Each METRICS is one run, read from the per-step `saw/{key}/weight` and `saw/{key}/mean` every
-saw-verl integration logs:
+Each METRICS holds one run (or, for a recipe's metrics.csv, several), read from the per-step
+`saw/{key}/weight` and `saw/{key}/mean` every saw-verl integration logs:
 
 * verl: the `file` logger's JSONL (`trainer.logger=[console,file]`; one `{"step": s, "data": {...}}`
   per line, written to `$VERL_FILE_LOGGER_PATH` or `./<project_name>/<experiment_name>.jsonl`);
 * TRL: `trainer_state.json` (`log_history`; `trainer.save_state()` or any checkpoint writes it);
 * OpenRLHF and other TensorBoard users: an event file or a folder of them (OpenRLHF 0.11 logs only to
   wandb and, with `--logger.tensorboard_dir D`, TensorBoard under `D/<run_name>`, tags `train/...`;
-  needs the `tensorboard` package). wandb runs: export them, this reads files only.
+  needs the `tensorboard` package). wandb runs: export them, this reads files only;
+* the recipes' `metrics.csv` (columns method, seed, step, `<key>` = batch mean, `weight/<key>`): one
+  run per (method, seed). The CPU demo writes it to its results folder, and each run's verl JSONL to
+  `runs/<method>_seed<seed>/verl_metrics.jsonl` in its working folder.
 
-The figure has one column per run: on top the SAW weight of each reward key, below its batch mean.
+A run is labelled "<method> seed <n>" when that is known (a metrics.csv, or a file or folder named
+`<method>_seed<n>`), else by its folder; runs that would share a label get their path added.
+The figure has one column per run (five per row): on top the SAW weight of each reward key, below its
+batch mean.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
+import re
+from collections import Counter
 from pathlib import Path
 
 Series = dict[str, list[tuple[int, float]]]  # metric name -> [(step, value)] in step order
+Run = tuple[str, Series]  # (label, metrics)
 STAT_PREFIX, WEIGHT, MEAN = "saw/", "weight", "mean"
+Y_LABELS = {WEIGHT: "SAW weight $w_k$", MEAN: "reward batch mean"}
+RUN_NAME = re.compile(r"(?P<method>.+)_seed(?P<seed>\d+)")  # the recipes' run folders and experiment names
+COLUMNS = 5
 
 
 def _add(series: Series, step, name: str, value) -> None:
@@ -75,24 +88,56 @@ def read_tensorboard(path: Path) -> Series:
     return series
 
 
-def read_metrics(path: str | Path) -> Series:
-    """One run's metrics, the format chosen by the path (see the module docstring)."""
+def read_recipe_csv(path: Path) -> list[Run]:
+    """A recipe's metrics.csv: one run per (method, seed), by method (in the file's order), then seed."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        keys = [name.removeprefix("weight/") for name in columns if name.startswith("weight/")]
+        if not {"method", "seed", "step"} <= set(columns) or not keys or not set(keys) <= set(columns):
+            raise ValueError(f"{path}: not a recipe metrics.csv (columns method, seed, step, <key>, weight/<key>)")
+        runs: dict[tuple[str, int], Series] = {}
+        for line, row in enumerate(reader, start=2):
+            if not all((row[name] or "").isdigit() for name in ("seed", "step")):
+                raise ValueError(f"{path}:{line}: seed {row['seed']!r} or step {row['step']!r} is not an integer")
+            series = runs.setdefault((row["method"], int(row["seed"])), {})
+            for key in keys:
+                for name, column in ((WEIGHT, f"weight/{key}"), (MEAN, key)):
+                    _add(series, row["step"], f"{STAT_PREFIX}{key}/{name}", _number(row[column]))
+    methods = list(dict.fromkeys(method for method, _ in runs))  # each method's seeds side by side
+    return [(f"{method} seed {seed}", runs[method, seed]) for method, seed in
+            sorted(runs, key=lambda run: (methods.index(run[0]), run[1]))]
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_runs(path: str | Path) -> list[Run]:
+    """The run(s) in one metrics file or TensorBoard folder, the format chosen by the path (module docstring)."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder")
-    if path.is_dir() or path.name.startswith("events.out.tfevents"):
-        series = read_tensorboard(path)
+    if path.suffix == ".csv":
+        runs = read_recipe_csv(path)
+    elif path.is_dir() or path.name.startswith("events.out.tfevents"):
+        runs = [(run_label(path), read_tensorboard(path))]
     elif path.suffix == ".jsonl":
-        series = read_verl_jsonl(path)
+        runs = [(run_label(path), read_verl_jsonl(path))]
     elif path.suffix == ".json":
-        series = read_trl_state(path)
+        runs = [(run_label(path), read_trl_state(path))]
     else:
-        raise ValueError(f"{path}: expected verl's .jsonl, TRL's trainer_state.json or TensorBoard events")
-    for values in series.values():
-        values.sort()
-    if not reward_keys(series):
+        raise ValueError(f"{path}: expected verl's .jsonl, TRL's trainer_state.json, TensorBoard events "
+                         "or a recipe's metrics.csv")
+    for _, series in runs:
+        for values in series.values():
+            values.sort()
+    if not runs or not all(reward_keys(series) for _, series in runs):
         raise ValueError(f"{path}: no saw/<key>/weight metric in it (was the run trained with a saw_* estimator?)")
-    return series
+    return runs
 
 
 def reward_keys(series: Series) -> list[str]:
@@ -102,15 +147,25 @@ def reward_keys(series: Series) -> list[str]:
 
 
 def run_label(path: str | Path) -> str:
-    """The run's name: the folder for trainer_state.json / event files, else the file's stem."""
-    path = Path(path)
-    if path.name == "trainer_state.json" or path.name.startswith("events.out.tfevents"):
-        return path.parent.name or str(path)
-    return path.stem if path.is_file() else path.name
+    """"<method> seed <n>" when the file or its folder is named `<method>_seed<n>`, else the folder's name."""
+    path = Path(path).resolve()
+    folder = path if path.is_dir() else path.parent
+    for name in (path.stem, folder.name):
+        match = RUN_NAME.fullmatch(name)
+        if match:
+            return f"{match['method']} seed {int(match['seed'])}"
+    return folder.name
+
+
+def labelled_runs(paths: list[str | Path]) -> list[Run]:
+    """Every run of every path; a label that two runs share gets the run's path added."""
+    found = [(path, label, series) for path in paths for label, series in read_runs(path)]
+    counts = Counter(label for _, label, _ in found)
+    return [(f"{label} ({path})" if counts[label] > 1 else label, series) for path, label, series in found]
 
 
 def plot_runs(paths: list[str | Path], out: str | Path, title: str | None = None) -> Path:
-    """Write the figure (2 rows x one column per run) to `out`; returns its path."""
+    """Write the figure (per run: weights above reward means; five runs a row) to `out`; returns its path."""
     try:
         import matplotlib
 
@@ -118,28 +173,37 @@ def plot_runs(paths: list[str | Path], out: str | Path, title: str | None = None
         import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit("saw_verl.plot needs matplotlib: pip install 'saw-verl[plot]'") from None
-    runs = [(run_label(path), read_metrics(path)) for path in paths]
+    runs = labelled_runs(paths)
     keys = list(dict.fromkeys(key for _, series in runs for key in reward_keys(series)))
     colors = {key: f"C{i % 10}" for i, key in enumerate(keys)}
-    fig, axes = plt.subplots(2, len(runs), figsize=(4.8 * len(runs) + 1, 7.2), sharex="col", sharey="row",
+    columns = min(len(runs), COLUMNS)
+    blocks = math.ceil(len(runs) / columns)
+    fig, axes = plt.subplots(2 * blocks, columns, figsize=(4.8 * columns + 1, 7.2 * blocks), sharex=True,
                              squeeze=False)
-    for col, (label, series) in enumerate(runs):
+    for index in range(blocks * columns):
+        block, col = divmod(index, columns)
         for row, stat in enumerate((WEIGHT, MEAN)):
-            ax = axes[row][col]
+            ax = axes[2 * block + row][col]
+            if index >= len(runs):
+                ax.set_visible(False)
+                continue
+            label, series = runs[index]
             for key in reward_keys(series):
                 points = series.get(f"{STAT_PREFIX}{key}/{stat}", [])
                 ax.plot([s for s, _ in points], [v for _, v in points], color=colors[key], label=key)
+            if index:
+                ax.sharey(axes[row][0])
             ax.grid(alpha=0.3)
+            ax.set_ylabel(Y_LABELS[stat])
             if row == 0:
                 ax.set_title(label)
             else:
                 ax.set_xlabel("training step")
-        axes[0][0].set_ylabel("SAW weight $w_k$")
-        axes[1][0].set_ylabel("reward batch mean")
     handles = [plt.Line2D([], [], color=colors[key], label=key) for key in keys]
     fig.suptitle(title or "SAW weights and reward means per step")
+    legend_rows = 1 + (len(keys) - 1) // 6
     fig.legend(handles=handles, loc="lower center", ncol=min(len(keys), 6), title="reward key")
-    fig.tight_layout(rect=(0, 0.1 + 0.04 * ((len(keys) - 1) // 6), 1, 1))
+    fig.tight_layout(rect=(0, (0.07 + 0.03 * legend_rows) / blocks, 1, 1 - 0.05 / blocks))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -149,7 +213,8 @@ def plot_runs(paths: list[str | Path], out: str | Path, title: str | None = None
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m saw_verl.plot", description=__doc__.split("\n\n")[0])
-    parser.add_argument("metrics", nargs="+", help="verl .jsonl, TRL trainer_state.json, or TensorBoard events")
+    parser.add_argument("metrics", nargs="+",
+                        help="verl .jsonl, TRL trainer_state.json, TensorBoard events, or a recipe's metrics.csv")
     parser.add_argument("-o", "--output", required=True, help="image to write, e.g. weights.png")
     parser.add_argument("--title", help="figure title")
     args = parser.parse_args(argv)

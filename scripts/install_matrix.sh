@@ -3,14 +3,17 @@
 #   bare      torch + numpy only (no verl, ray, transformers, trl, openrlhf): the dry runs of the GPU check and of
 #             the kernel performance command with the project NOT installed, as on a bare GPU machine (triton 3.6.0
 #             under the interpreter), then the wheel + [plot]: the core tests, the tensor API, python -m
-#             saw_verl.plot, and every integration refusing to import with the extra to install
+#             saw_verl.plot, the README's and docs/backends.md's tensor API snippets, and every integration refusing
+#             to import with the extra to install
 #   trl       [trl] into a venv that already has trl 1.16.0 + transformers 5.23.0 (+ gguf): nothing changes version,
-#             no verl or ray appears; the TRL tests (real GRPOTrainer runs) and the tool-calling recipe's GGUF
-#             conversion round trip pass
+#             no verl or ray appears; the TRL tests (real GRPOTrainer runs), the README's and docs/trl.md's snippets
+#             and the tool-calling recipe's GGUF conversion round trip pass
 #   openrlhf  the wheel next to OpenRLHF 0.11.2 with its own pins (scripts/install_openrlhf_cpu.sh): nothing changes
-#             version; the OpenRLHF tests (launcher, Ray hook, the real compute_advantages_and_returns) pass
+#             version; the OpenRLHF tests (launcher, Ray hook, the real compute_advantages_and_returns) and the
+#             README's and docs/openrlhf.md's snippets (through the real train_ppo_ray parsing) pass
 # The [verl] cell is scripts/setup_env.sh + the README's test command (.ci/run runs both).
-# Tests run from a copy of tests/, cpu_harness/ and recipes/ outside the checkout, so `import saw_verl` finds the wheel.
+# Tests run from a copy of tests/, cpu_harness/, recipes/ and the docs outside the checkout, so `import saw_verl` finds
+# the wheel.
 # Usage: bash scripts/install_matrix.sh [CELL...]   (default: all three; MATRIX_DIR to keep the venvs elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,10 +53,10 @@ absent() {  # absent VENV DIST...: fail if any distribution is installed
         if pip_in "$venv" show -q "$dist" >/dev/null 2>&1; then echo "$dist is installed in $venv" >&2; exit 1; fi
     done
 }
-test_tree() {  # test_tree DIR: tests/, cpu_harness/, recipes/ and the pytest settings, without saw_verl/
+test_tree() {  # test_tree DIR: tests/, cpu_harness/, recipes/, the pytest settings and the docs' snippets, without saw_verl/
     rm -rf "$1"
     mkdir -p "$1"
-    cp -r "$ROOT/tests" "$ROOT/cpu_harness" "$ROOT/recipes" "$ROOT/pyproject.toml" "$1/"
+    cp -r "$ROOT/tests" "$ROOT/cpu_harness" "$ROOT/recipes" "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/docs" "$1/"
     find "$1" -name __pycache__ -prune -exec rm -rf {} +
 }
 run_tests() {  # run_tests VENV TREE TEST...: pytest against the installed wheel; a skipped test fails the cell
@@ -86,7 +89,8 @@ cell_bare() {
     pip_in "$venv" install -q "$WHEEL[plot]"
     absent "$venv" verl ray transformers trl openrlhf
     test_tree "$tree"
-    run_tests "$venv" "$tree" tests/test_math.py tests/test_weights.py tests/test_errors.py tests/test_history.py
+    run_tests "$venv" "$tree" tests/test_math.py tests/test_weights.py tests/test_errors.py tests/test_history.py \
+        tests/test_doc_snippets.py::test_readme_tensor_api_prints_what_it_says tests/test_doc_snippets.py::test_backends_snippet
     work=$(mktemp -d)
     (cd "$work" && "$venv/bin/python" - <<'PY'
 import json, torch
@@ -127,7 +131,8 @@ cell_trl() {
     unchanged_but_saw "$MATRIX_DIR/trl-before.txt" "$MATRIX_DIR/trl-after.txt"
     absent "$venv" verl ray
     test_tree "$tree"
-    run_tests "$venv" "$tree" tests/test_trl_config.py tests/test_trl_trainer.py tests/test_prepare_smollm2.py
+    run_tests "$venv" "$tree" tests/test_trl_config.py tests/test_trl_trainer.py tests/test_prepare_smollm2.py \
+        tests/test_doc_snippets.py::test_trl_snippet_trains_on_cpu
     echo "trl: $(versions "$venv" 'saw-verl|torch|trl|transformers|accelerate|datasets')" >> "$SUMMARY"
 }
 
@@ -142,7 +147,9 @@ cell_openrlhf() {
     unchanged_but_saw "$MATRIX_DIR/openrlhf-before.txt" "$MATRIX_DIR/openrlhf-after.txt"
     absent "$venv" verl
     test_tree "$tree"
-    run_tests "$venv" "$tree" tests/test_openrlhf_advantages.py tests/test_openrlhf_launcher.py tests/test_openrlhf_ray.py
+    run_tests "$venv" "$tree" tests/test_openrlhf_advantages.py tests/test_openrlhf_launcher.py tests/test_openrlhf_ray.py \
+        tests/test_doc_snippets.py::test_openrlhf_command_reaches_train_ppo_ray \
+        tests/test_doc_snippets.py::test_openrlhf_reward_function_returns_the_launchers_keys
     echo "openrlhf: $(versions "$venv" 'saw-verl|torch|openrlhf|transformers|ray|deepspeed')" >> "$SUMMARY"
 }
 

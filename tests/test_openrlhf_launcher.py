@@ -140,31 +140,12 @@ def test_openrlhf_version_gate(monkeypatch, caplog):
     assert "newer than the tested versions" in caplog.text
 
 
-class StopBeforeTraining(Exception):
-    pass
-
-
 def test_real_train_ppo_ray_receives_the_rewritten_flags_and_merged_runtime_env(monkeypatch):
-    import ray
-    from openrlhf_standins import openrlhf_importable
+    from openrlhf_standins import launch_until_training, openrlhf_importable
 
-    seen = {}
-
-    def stop_at_strategy(args):
-        seen["args"] = args
-        raise StopBeforeTraining
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: seen.setdefault("init", kwargs))
-    monkeypatch.setattr(sys, "argv", ["saw_verl.integrations.openrlhf"])
+    seen = launch_until_training(monkeypatch, BASE + saw("saw_gdpo", "a,b", "--saw.reward_min", "0,-1"))
     with openrlhf_importable():
-        import openrlhf.utils
-
         from saw_verl.integrations.openrlhf.advantages import check_args
-
-        monkeypatch.setattr(openrlhf.utils, "get_strategy", stop_at_strategy)
-        with pytest.raises(StopBeforeTraining):
-            launcher.main(BASE + saw("saw_gdpo", "a,b", "--saw.reward_min", "0,-1"))
     args = seen["args"]
     assert (args.algo.advantage.estimator, tuple(args.reward.clip_range)) == ("dr_grpo", (-1e9, 1e9))
     env = seen["init"]["runtime_env"]

@@ -1,9 +1,12 @@
-"""python -m saw_verl.plot on small metric files written by each trainer's own logger classes."""
+"""python -m saw_verl.plot on small metric files written by each trainer's own logger classes and the recipes."""
 
+import csv
+import importlib.util
 import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ from saw_verl import plot  # noqa: E402
 
 KEYS = ("format_reward", "correct_reward")
 STEPS = (1, 2, 3)
+CPU_DEMO = Path(__file__).resolve().parents[1] / "recipes" / "cpu_demo"
 
 
 def step_data(step: int) -> dict:
@@ -28,17 +32,23 @@ def expected(key_index: int, stat: str) -> list[tuple[int, float]]:
     return [(s, step_data(s)[f"saw/{KEYS[key_index]}/{stat}"]) for s in STEPS]
 
 
-@pytest.fixture
-def verl_jsonl(tmp_path, monkeypatch):
-    """Written by verl's own FileLogger (trainer.logger=[file])."""
+def write_verl_jsonl(path: Path, monkeypatch) -> Path:
+    """One run's metrics as verl's own FileLogger writes them (trainer.logger=[file])."""
     tracking = pytest.importorskip("verl.utils.tracking")
-    path = tmp_path / "saw_gdpo.jsonl"
     monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(path))
-    logger = tracking.FileLogger("project", "saw_gdpo")
+    logger = tracking.FileLogger("project", path.stem)
     for step in reversed(STEPS):  # out of order on purpose: the reader sorts by step
         logger.log(step_data(step), step)
     logger.finish()
     return path
+
+
+@pytest.fixture
+def verl_jsonl(tmp_path, monkeypatch):
+    """Where the CPU demo leaves a run's verl metrics: <workdir>/runs/<method>_seed<seed>/verl_metrics.jsonl."""
+    run_dir = tmp_path / "runs" / "saw_gdpo_seed0"
+    run_dir.mkdir(parents=True)
+    return write_verl_jsonl(run_dir / "verl_metrics.jsonl", monkeypatch)
 
 
 @pytest.fixture
@@ -71,30 +81,74 @@ def tensorboard_dir(tmp_path):
     return log_dir
 
 
-@pytest.mark.parametrize("source", ["verl_jsonl", "trl_state", "tensorboard_dir"])
+@pytest.fixture
+def recipe_csv(verl_jsonl):
+    """The CPU demo's results/metrics.csv, written by the recipe's own code from verl's file: 3 runs."""
+    pytest.importorskip("omegaconf")
+    spec = importlib.util.spec_from_file_location("plot_test_cpu_demo_experiment", CPU_DEMO / "experiment.py")
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    rows = [row for seed, method in ((1, "saw_gdpo"), (0, "gdpo"), (0, "saw_gdpo"))
+            for row in experiment.step_rows(verl_jsonl, method, seed, list(KEYS))]
+    path = verl_jsonl.parents[2] / "results" / "metrics.csv"
+    experiment.write_csv(rows, path)
+    return path
+
+
+@pytest.mark.parametrize("source", ["verl_jsonl", "trl_state", "tensorboard_dir", "recipe_csv"])
 def test_each_format_reads_the_logged_values(request, source):
-    series = plot.read_metrics(request.getfixturevalue(source))
-    assert plot.reward_keys(series) == sorted(KEYS)
-    for k in range(len(KEYS)):
-        for stat in ("weight", "mean"):
-            got = series[f"saw/{KEYS[k]}/{stat}"]
-            assert [s for s, _ in got] == list(STEPS)
-            assert all(math.isclose(v, e, rel_tol=1e-6) for (_, v), (_, e) in zip(got, expected(k, stat)))
-    assert "saw/format_reward/cv" not in series  # None values (TRL's NaN) are skipped
+    runs = plot.read_runs(request.getfixturevalue(source))
+    for _, series in runs:
+        assert plot.reward_keys(series) == sorted(KEYS)
+        for k in range(len(KEYS)):
+            for stat in ("weight", "mean"):
+                got = series[f"saw/{KEYS[k]}/{stat}"]
+                assert [s for s, _ in got] == list(STEPS)
+                assert all(math.isclose(v, e, rel_tol=1e-6) for (_, v), (_, e) in zip(got, expected(k, stat)))
+        assert "saw/format_reward/cv" not in series  # None values (TRL's NaN) are skipped
 
 
-def test_cli_writes_one_png_for_all_three(tmp_path, verl_jsonl, trl_state, tensorboard_dir):
+def test_runs_are_labelled_by_method_and_seed_else_their_folder(verl_jsonl, trl_state, tensorboard_dir, recipe_csv):
+    paths = (verl_jsonl, trl_state, tensorboard_dir, recipe_csv)
+    labels = [label for path in paths for label, _ in plot.read_runs(path)]
+    assert labels == ["saw_gdpo seed 0", "saw_grpo seed 0", "openrlhf_run",
+                      "saw_gdpo seed 0", "saw_gdpo seed 1", "gdpo seed 0"]  # a metrics.csv: by method, then seed
+
+
+def test_runs_sharing_a_label_get_their_path(tmp_path, monkeypatch):
+    """verl's default layout <project>/<experiment>.jsonl: two runs in one project folder."""
+    (tmp_path / "project").mkdir()
+    first, second = (write_verl_jsonl(tmp_path / "project" / f"{name}.jsonl", monkeypatch) for name in ("a", "b"))
+    assert [label for label, _ in plot.labelled_runs([first, second])] == [f"project ({first})", f"project ({second})"]
+
+
+def test_cli_plots_every_run_with_titles_and_y_labels(tmp_path, monkeypatch, verl_jsonl, trl_state, tensorboard_dir,
+                                                      recipe_csv):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
     out = tmp_path / "figs" / "weights.png"
-    done = subprocess.run([sys.executable, "-m", "saw_verl.plot", str(verl_jsonl), str(trl_state),
-                           str(tensorboard_dir), "-o", str(out), "--title", "three trainers"],
+    plot.main([str(verl_jsonl), str(trl_state), str(tensorboard_dir), str(recipe_csv), "-o", str(out)])
+    shown = [ax for ax in figures[0].axes if ax.get_visible()]
+    assert len(shown) == 2 * 6  # weights above reward means, for each of the 6 runs
+    assert [ax.get_title() for ax in shown if ax.get_title()] == [  # the same run twice: told apart by path
+        f"saw_gdpo seed 0 ({verl_jsonl})", "saw_grpo seed 0", "openrlhf_run", f"saw_gdpo seed 0 ({recipe_csv})",
+        "saw_gdpo seed 1", "gdpo seed 0"]
+    assert all(ax.get_ylabel() for ax in shown)
+    monkeypatch.undo()
+    plt.close(figures[0])
+
+
+def test_cli_writes_the_demo_outputs_as_found(tmp_path, verl_jsonl, recipe_csv):
+    out = tmp_path / "weights.png"
+    done = subprocess.run([sys.executable, "-m", "saw_verl.plot", str(recipe_csv), "-o", str(out), "--title", "demo"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     import matplotlib.image
 
     image = matplotlib.image.imread(out)
-    assert image.shape[0] > 300 and image.shape[1] > 3 * 300  # 2 rows, one column per run
-    assert [plot.run_label(p) for p in (verl_jsonl, trl_state, tensorboard_dir)] == [
-        "saw_gdpo", "saw_grpo_seed0", "openrlhf_run"]
+    assert image.shape[0] > 600 and image.shape[1] > 3 * 400  # 2 rows, one column per run
 
 
 def test_bad_inputs_exit_with_the_file_named(tmp_path, capsys):
@@ -104,11 +158,17 @@ def test_bad_inputs_exit_with_the_file_named(tmp_path, capsys):
     not_verl.write_text(json.dumps({"loss": 1.0}) + "\n")
     not_trl = tmp_path / "config.json"
     not_trl.write_text("{}")
-    other = tmp_path / "run.csv"
+    runs_csv = tmp_path / "runs.csv"
+    runs_csv.write_text("method,seed,returncode,wall_s\ngdpo,0,0,12.5\n")
+    bad_step = tmp_path / "metrics.csv"
+    with bad_step.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["method", "seed", "step", "a", "weight/a"], ["gdpo", "0", "1.5", "0", "1"]])
+    other = tmp_path / "run.txt"
     other.write_text("step,weight\n")
     cases = ((no_saw, "plain.jsonl: no saw/<key>/weight metric"), (not_verl, "other.jsonl:1: not a verl"),
-             (not_trl, "config.json: not a trainer_state.json"), (other, "run.csv: expected verl's .jsonl"),
-             (tmp_path / "missing.json", "missing.json: no such file"))
+             (not_trl, "config.json: not a trainer_state.json"), (runs_csv, "runs.csv: not a recipe metrics.csv"),
+             (bad_step, "metrics.csv:2: seed '0' or step '1.5' is not an integer"),
+             (other, "run.txt: expected verl's .jsonl"), (tmp_path / "missing.json", "missing.json: no such file"))
     for path, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             plot.main([str(path), "-o", str(tmp_path / "x.png")])

@@ -71,7 +71,7 @@ def summarise(runs: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
             row[f"reached {key}>={threshold}"] = f"{int(group[f'steps/{key}'].notna().sum())}/{len(group)}"
             for stat, values in (("steps", _censored_steps(group, key)), ("final", group[f"final/{key}"])):
                 row[f"{stat} {key} mean"] = values.mean()
-                row[f"{stat} {key} std"] = values.std(ddof=1) if len(values) > 1 else 0.0
+                row[f"{stat} {key} std"] = values.std(ddof=1)  # NaN for one seed: no spread
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("method", key=_method_rank).reset_index(drop=True)
@@ -94,10 +94,15 @@ def paired(runs: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
                 ("final", both[f"final/{key}_saw"] - both[f"final/{key}_base"], lambda d: d > 0),
             ):
                 row[f"{stat} {key} diff mean"] = diff.mean()
-                row[f"{stat} {key} diff std"] = diff.std(ddof=1) if len(diff) > 1 else 0.0
+                row[f"{stat} {key} diff std"] = diff.std(ddof=1)
                 row[f"{stat} {key} saw better"] = f"{int(better(diff).sum())}/{len(diff)}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def mean_spread(mean: float, std: float, digits: int, sign: str = "") -> str:
+    """ "mean ± std", or "mean ± n/a" where there is no spread (one seed)."""
+    return f"{mean:{sign}.{digits}f} ± " + ("n/a" if pd.isna(std) else f"{std:.{digits}f}")
 
 
 def markdown(table: pd.DataFrame, pairs: pd.DataFrame, thresholds: dict[str, float], window: int,
@@ -111,9 +116,9 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, thresholds: dict[str, flo
     for _, row in table.iterrows():
         cells = [row["method"], str(row["seeds"])]
         for key, threshold in thresholds.items():
-            cells += [f"{row[f'steps {key} mean']:.1f} ± {row[f'steps {key} std']:.1f}",
+            cells += [mean_spread(row[f"steps {key} mean"], row[f"steps {key} std"], 1),
                       row[f"reached {key}>={threshold}"]]
-        cells += [f"{row[f'final {key} mean']:.3f} ± {row[f'final {key} std']:.3f}" for key in thresholds]
+        cells += [mean_spread(row[f"final {key} mean"], row[f"final {key} std"], 3) for key in thresholds]
         lines.append("| " + " | ".join(cells) + " |")
     if not pairs.empty:
         header = ["paired, per seed", "seeds"]
@@ -124,19 +129,22 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, thresholds: dict[str, flo
         for _, row in pairs.iterrows():
             cells = [row["comparison"], str(row["seeds"])]
             for key in thresholds:
-                cells += [f"{row[f'steps {key} diff mean']:+.1f} ± {row[f'steps {key} diff std']:.1f}",
+                cells += [mean_spread(row[f"steps {key} diff mean"], row[f"steps {key} diff std"], 1, "+"),
                           row[f"steps {key} saw better"]]
-            cells += [f"{row[f'final {key} diff mean']:+.3f} ± {row[f'final {key} diff std']:.3f} "
-                      f"({row[f'final {key} saw better']} higher)" for key in thresholds]
+            cells += [mean_spread(row[f"final {key} diff mean"], row[f"final {key} diff std"], 3, "+")
+                      + f" ({row[f'final {key} saw better']} higher)" for key in thresholds]
             lines.append("| " + " | ".join(cells) + " |")
     notes = (f"\nRewards smoothed over a trailing {window}-step window; a run that never reaches a threshold "
-             f"counts as (last step + 1). Final = mean of the last {final_steps} steps. Spread = std over seeds; "
+             f"counts as (last step + 1). Final = mean of the last {final_steps} steps. Spread = std over seeds "
+             f"(n/a with one seed); "
              f"paired rows: SAW minus its equal-weight baseline on the same seed.\n")
     return "\n".join(lines) + "\n" + notes
 
 
 def plot(metrics: pd.DataFrame, keys: list[str], path: Path, title: str) -> None:
     """Row 1: each reward against the step; row 2: each SAW weight. Mean over seeds, band = min..max."""
+    seeds = sorted(metrics["seed"].unique())
+    over_seeds = f"seed {seeds[0]}" if len(seeds) == 1 else "mean over seeds, band = min..max"
     import matplotlib  # here, not at module level: the tables need only pandas
 
     matplotlib.use("Agg")
@@ -153,10 +161,11 @@ def plot(metrics: pd.DataFrame, keys: list[str], path: Path, title: str) -> None
                 ax.fill_between(curve.index, curve["min"], curve["max"], color=line.get_color(), alpha=0.15)
             ax.set_title(column if row == 0 else f"SAW weight of {key}")
             ax.grid(alpha=0.3)
+            ax.set_ylabel("batch-mean reward" if row == 0 else "SAW weight")
             if row == 1:
                 ax.set_xlabel("training step")
     axes[0][0].legend()
-    fig.suptitle(f"{title}: batch-mean training rewards and SAW weights (mean over seeds, band = min..max)")
+    fig.suptitle(f"{title}: batch-mean training rewards and SAW weights ({over_seeds})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

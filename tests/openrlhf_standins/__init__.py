@@ -36,6 +36,38 @@ def openrlhf_importable():
                 del sys.modules[name]
 
 
+class StopBeforeTraining(Exception):
+    """Raised in place of OpenRLHF's get_strategy: train_ppo_ray has parsed and checked its flags, started nothing."""
+
+
+def launch_until_training(monkeypatch, argv: list) -> dict:
+    """`python -m saw_verl.integrations.openrlhf ARGV` with the real train_ppo_ray as __main__, stopped at get_strategy.
+
+    Returns {"args": train_ppo_ray's parsed args, "init": the keyword arguments of its ray.init call}.
+    """
+    import pytest
+    import ray
+
+    from saw_verl.integrations.openrlhf import launcher
+
+    seen = {}
+
+    def stop_at_strategy(args):
+        seen["args"] = args
+        raise StopBeforeTraining
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: seen.setdefault("init", kwargs))
+    monkeypatch.setattr(sys, "argv", ["saw_verl.integrations.openrlhf"])
+    with openrlhf_importable():
+        import openrlhf.utils
+
+        monkeypatch.setattr(openrlhf.utils, "get_strategy", stop_at_strategy)
+        with pytest.raises(StopBeforeTraining):
+            launcher.main(argv)
+    return seen
+
+
 def make_args(n_samples: int, clip_range=(-10.0, 10.0), estimator: str = "dr_grpo", **reward_options):
     """The parts of OpenRLHF's hierarchical args that compute_advantages_and_returns reads (train_ppo_ray defaults)."""
     reward = dict(clip_range=clip_range, overlong_buffer_len=None, overlong_penalty_factor=1.0, stop_properly_penalty_coef=None)
