@@ -1,6 +1,5 @@
-"""The CPU demo's analysis (recipes/cpu_demo/analyze.py) on the committed grid's metrics, one seed and five."""
+"""The CPU demo's analysis (recipes/common/analyze.py) on the committed grid's metrics, one seed and five."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -8,23 +7,18 @@ import pytest
 pd = pytest.importorskip("pandas")
 plt = pytest.importorskip("matplotlib.pyplot")
 
+from recipes.common import analyze  # noqa: E402
+
 CPU_DEMO = Path(__file__).resolve().parents[1] / "recipes" / "cpu_demo"
 GRID_METRICS = CPU_DEMO / "results" / "metrics.csv"
 
 
-def analyze_module():
-    spec = importlib.util.spec_from_file_location("test_cpu_demo_analyze", CPU_DEMO / "analyze.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def analyse(metrics: "pd.DataFrame", tmp_path: Path, monkeypatch):
-    """Run analyze.py's command line on `metrics`; returns summary.md's text and the curves figure."""
+    """Run the analysis' command line on `metrics`; returns summary.md's text and the curves figure."""
     metrics.to_csv(tmp_path / "metrics.csv", index=False)
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)
-    analyze_module().main(["--metrics", str(tmp_path / "metrics.csv"), "--out", str(tmp_path)])
+    analyze.main(["--metrics", str(tmp_path / "metrics.csv"), "--out", str(tmp_path)])
     assert (tmp_path / "curves.png").stat().st_size > 0
     return (tmp_path / "summary.md").read_text(), figures[0]
 
@@ -35,7 +29,7 @@ def test_one_seed_says_n_a_and_seed_0(tmp_path, monkeypatch):
     summary, figure = analyse(metrics[(metrics["seed"] == 0) & metrics["method"].str.endswith("gdpo")], tmp_path,
                               monkeypatch)
     table_rows = [line for line in summary.splitlines() if line.startswith(("| gdpo", "| saw_gdpo"))]
-    assert len(table_rows) == 3  # two methods and the paired row
+    assert len(table_rows) == 6  # two methods and the paired row, in the results and the weight-change tables
     assert all("± n/a" in line for line in table_rows) and "± 0.0" not in summary
     assert "(n/a with one seed)" in summary
     assert figure.get_suptitle().endswith("(seed 0)")

@@ -1,13 +1,14 @@
-"""Summarise CPU demo metrics: steps to reach each reward threshold, final rewards, and a plot.
+"""Summarise a recipe's metrics: steps to reach each reward threshold, final rewards, the weights' steadiness, a plot.
 
-    python recipes/cpu_demo/analyze.py --metrics results/metrics.csv --out results \
-        --threshold format_reward=0.9 --threshold correct_reward=0.6
+    python -m recipes.common.analyze --metrics results/metrics.csv --out results \
+        --threshold format_reward=0.9 --threshold correct_reward=0.6 [--pair saw_gdpo_history:saw_gdpo ...]
 
-Rewards are the batch means of the training rollouts (verl's ``saw/<key>/mean``), smoothed with a
+Rewards are the batch means of the training rollouts (``saw/<key>/mean``), smoothed with a
 trailing mean over ``--window`` steps before thresholds are checked. A run that never reaches a
 threshold counts as ``steps + 1`` in the mean (a lower bound on its true time) and is listed in the
-"reached" column. Each SAW method is also compared with its equal-weight baseline seed by seed.
-Writes ``summary.md``, ``summary.csv``, ``paired.csv`` and ``curves.png`` to ``--out``.
+"reached" column. The weights' steadiness is the mean over steps of |w_t - w_(t-1)|. Pairs of methods
+(``--pair METHOD:BASELINE``; default each SAW method against its equal-weight baseline) are compared seed by
+seed. Writes ``summary.md``, ``summary.csv``, ``paired.csv`` and ``curves.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-METHOD_ORDER = ["grpo", "saw_grpo", "gdpo", "saw_gdpo"]
+METHOD_ORDER = ["grpo", "saw_grpo", "gdpo", "saw_gdpo", "saw_gdpo_history"]
+DEFAULT_PAIRS = (("saw_grpo", "grpo"), ("saw_gdpo", "gdpo"))  # (method, baseline): method minus baseline
 
 
 def reward_keys(metrics: pd.DataFrame) -> list[str]:
@@ -37,7 +39,8 @@ def first_step_at(run: pd.DataFrame, column: str, threshold: float) -> int | Non
 
 
 def per_run(metrics: pd.DataFrame, thresholds: dict[str, float], window: int, final_steps: int) -> pd.DataFrame:
-    """One row per (method, seed): first step at each threshold (None if never) and final reward."""
+    """One row per (method, seed): first step at each threshold (None if never), final reward, and for every
+    reward key the weight's mean absolute change from one step to the next."""
     metrics = metrics.sort_values(["method", "seed", "step"]).copy()
     for key in thresholds:
         metrics[f"smooth/{key}"] = smoothed(metrics, key, window)
@@ -48,6 +51,8 @@ def per_run(metrics: pd.DataFrame, thresholds: dict[str, float], window: int, fi
         for key, threshold in thresholds.items():
             record[f"steps/{key}"] = first_step_at(run, f"smooth/{key}", threshold)
             record[f"final/{key}"] = run.loc[run["step"] > last - final_steps, key].mean()
+        for key in reward_keys(run):
+            record[f"weight_change/{key}"] = run[f"weight/{key}"].diff().abs().iloc[1:].mean()
         records.append(record)
     return pd.DataFrame(records)
 
@@ -62,8 +67,12 @@ def _method_rank(methods: pd.Series) -> pd.Series:
     return methods.map(lambda m: order.get(m, len(order)))
 
 
+def weight_change_keys(runs: pd.DataFrame) -> list[str]:
+    return [c.removeprefix("weight_change/") for c in runs.columns if c.startswith("weight_change/")]
+
+
 def summarise(runs: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
-    """One row per method: steps to each threshold and final reward, mean and std over seeds."""
+    """One row per method: steps to each threshold, final reward and weight change, mean and std over seeds."""
     rows = []
     for method, group in runs.groupby("method"):
         row = {"method": method, "seeds": len(group)}
@@ -72,30 +81,38 @@ def summarise(runs: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
             for stat, values in (("steps", _censored_steps(group, key)), ("final", group[f"final/{key}"])):
                 row[f"{stat} {key} mean"] = values.mean()
                 row[f"{stat} {key} std"] = values.std(ddof=1)  # NaN for one seed: no spread
+        for key in weight_change_keys(group):
+            row[f"weight_change {key} mean"] = group[f"weight_change/{key}"].mean()
+            row[f"weight_change {key} std"] = group[f"weight_change/{key}"].std(ddof=1)
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("method", key=_method_rank).reset_index(drop=True)
 
 
-def paired(runs: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
-    """SAW minus its equal-weight baseline, seed by seed (same model, data order): mean, std, wins."""
+def paired(runs: pd.DataFrame, thresholds: dict[str, float], pairs=DEFAULT_PAIRS) -> pd.DataFrame:
+    """Each (method, baseline) of `pairs` present in `runs`, seed by seed (same model, data order): method minus
+    baseline, mean and std over seeds, and on how many seeds the method did better (fewer steps, higher final
+    reward, a smaller weight change)."""
     rows = []
-    for baseline in ("grpo", "gdpo"):
-        both = runs[runs["method"] == baseline].merge(runs[runs["method"] == f"saw_{baseline}"], on="seed",
-                                                     suffixes=("_base", "_saw"))
+    for method, baseline in pairs:
+        both = runs[runs["method"] == baseline].merge(runs[runs["method"] == method], on="seed",
+                                                     suffixes=("_base", "_method"))
         if both.empty:
             continue
-        row = {"comparison": f"saw_{baseline} - {baseline}", "seeds": len(both)}
+        row = {"comparison": f"{method} - {baseline}", "seeds": len(both)}
+        diffs = []
         for key in thresholds:
             base = both[[f"steps/{key}_base", "last_step_base"]].set_axis([f"steps/{key}", "last_step"], axis=1)
-            saw = both[[f"steps/{key}_saw", "last_step_saw"]].set_axis([f"steps/{key}", "last_step"], axis=1)
-            for stat, diff, better in (
-                ("steps", _censored_steps(saw, key) - _censored_steps(base, key), lambda d: d < 0),
-                ("final", both[f"final/{key}_saw"] - both[f"final/{key}_base"], lambda d: d > 0),
-            ):
-                row[f"{stat} {key} diff mean"] = diff.mean()
-                row[f"{stat} {key} diff std"] = diff.std(ddof=1)
-                row[f"{stat} {key} saw better"] = f"{int(better(diff).sum())}/{len(diff)}"
+            ours = both[[f"steps/{key}_method", "last_step_method"]].set_axis([f"steps/{key}", "last_step"], axis=1)
+            diffs += [(f"steps {key}", _censored_steps(ours, key) - _censored_steps(base, key), lambda d: d < 0),
+                      (f"final {key}", both[f"final/{key}_method"] - both[f"final/{key}_base"], lambda d: d > 0)]
+        for key in weight_change_keys(runs):
+            diffs.append((f"weight_change {key}", both[f"weight_change/{key}_method"] - both[f"weight_change/{key}_base"],
+                          lambda d: d < 0))
+        for name, diff, better in diffs:
+            row[f"{name} diff mean"] = diff.mean()
+            row[f"{name} diff std"] = diff.std(ddof=1)
+            row[f"{name} better"] = f"{int(better(diff).sum())}/{len(diff)}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -107,7 +124,7 @@ def mean_spread(mean: float, std: float, digits: int, sign: str = "") -> str:
 
 def markdown(table: pd.DataFrame, pairs: pd.DataFrame, thresholds: dict[str, float], window: int,
              final_steps: int) -> str:
-    """The summary and the paired comparison as markdown tables, "mean ± std" per cell."""
+    """The summary, the paired comparison and the weights' change per step as markdown tables, "mean ± std"."""
     header = ["method", "seeds"]
     for key, threshold in thresholds.items():
         header += [f"steps to {key} ≥ {threshold}", "reached"]
@@ -123,21 +140,35 @@ def markdown(table: pd.DataFrame, pairs: pd.DataFrame, thresholds: dict[str, flo
     if not pairs.empty:
         header = ["paired, per seed", "seeds"]
         for key in thresholds:
-            header += [f"Δ steps to {key}", "SAW faster"]
+            header += [f"Δ steps to {key}", "faster"]
         header += [f"Δ final {key}" for key in thresholds]
         lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in pairs.iterrows():
             cells = [row["comparison"], str(row["seeds"])]
             for key in thresholds:
                 cells += [mean_spread(row[f"steps {key} diff mean"], row[f"steps {key} diff std"], 1, "+"),
-                          row[f"steps {key} saw better"]]
+                          row[f"steps {key} better"]]
             cells += [mean_spread(row[f"final {key} diff mean"], row[f"final {key} diff std"], 3, "+")
-                      + f" ({row[f'final {key} saw better']} higher)" for key in thresholds]
+                      + f" ({row[f'final {key} better']} higher)" for key in thresholds]
+            lines.append("| " + " | ".join(cells) + " |")
+    keys = [c.removeprefix("weight_change ").removesuffix(" mean") for c in table.columns
+            if c.startswith("weight_change ") and c.endswith(" mean")]
+    if keys:
+        header = ["weight change per step", "seeds", *(f"{key}" for key in keys)]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, row in table.iterrows():
+            cells = [row["method"], str(row["seeds"])]
+            cells += [mean_spread(row[f"weight_change {key} mean"], row[f"weight_change {key} std"], 3) for key in keys]
+            lines.append("| " + " | ".join(cells) + " |")
+        for _, row in pairs.iterrows():
+            cells = [row["comparison"], str(row["seeds"])]
+            cells += [mean_spread(row[f"weight_change {key} diff mean"], row[f"weight_change {key} diff std"], 3, "+")
+                      + f" ({row[f'weight_change {key} better']} lower)" for key in keys]
             lines.append("| " + " | ".join(cells) + " |")
     notes = (f"\nRewards smoothed over a trailing {window}-step window; a run that never reaches a threshold "
-             f"counts as (last step + 1). Final = mean of the last {final_steps} steps. Spread = std over seeds "
-             f"(n/a with one seed); "
-             f"paired rows: SAW minus its equal-weight baseline on the same seed.\n")
+             f"counts as (last step + 1). Final = mean of the last {final_steps} steps. Weight change per step = "
+             f"the mean over steps of |w_t - w_(t-1)|. Spread = std over seeds (n/a with one seed); "
+             f"paired rows: the first method minus the second on the same seed.\n")
     return "\n".join(lines) + "\n" + notes
 
 
@@ -178,6 +209,13 @@ def parse_threshold(text: str) -> tuple[str, float]:
     return key, float(value)
 
 
+def parse_pair(text: str) -> tuple[str, str]:
+    method, sep, baseline = text.partition(":")
+    if not sep or not method or not baseline:
+        raise argparse.ArgumentTypeError(f"expected METHOD:BASELINE, got {text!r}")
+    return method, baseline
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--metrics", type=Path, required=True)
@@ -187,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=int, default=5)
     parser.add_argument("--final_steps", type=int, default=5)
     parser.add_argument("--title", default="CPU demo", help="what the figure's title names (the experiment)")
+    parser.add_argument("--pair", type=parse_pair, action="append", default=None,
+                        help="METHOD:BASELINE compared seed by seed (repeatable); default: saw_grpo:grpo, saw_gdpo:gdpo")
     args = parser.parse_args(argv)
     thresholds = dict(args.threshold or [("format_reward", 0.9), ("correct_reward", 0.6)])
     metrics = pd.read_csv(args.metrics)
@@ -196,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = per_run(metrics, thresholds, args.window, args.final_steps)
     table = summarise(runs, thresholds)
-    pairs = paired(runs, thresholds)
+    pairs = paired(runs, thresholds, args.pair or DEFAULT_PAIRS)
     table.to_csv(args.out / "summary.csv", index=False)
     pairs.to_csv(args.out / "paired.csv", index=False)
     text = markdown(table, pairs, thresholds, args.window, args.final_steps)

@@ -55,21 +55,12 @@ def failure_reason(failure: dict) -> str:
 
 
 def arm_pairs(runs, thresholds: dict):
-    """recipes.common.analyze.paired for every arm against its equal-weight method (cpu_experiment.METHODS),
-    also for arms not named saw_<baseline>."""
-    import pandas as pd
-
+    """recipes.common.analyze.paired for every arm against its equal-weight method (cpu_experiment.METHODS)."""
     from recipes.common import analyze
 
-    rows = []
-    for method in runs["method"].unique():
-        baseline = cpu_experiment.METHODS[method][1]
-        if baseline is None or baseline not in set(runs["method"]):
-            continue
-        both = runs[runs["method"].isin([method, baseline])].replace({"method": {method: f"saw_{baseline}"}})
-        pairs = analyze.paired(both, thresholds)
-        rows.append(pairs.assign(comparison=f"{method} - {baseline}"))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    pairs = [(method, cpu_experiment.METHODS[method][1]) for method in runs["method"].unique()
+             if cpu_experiment.METHODS[method][1] is not None]
+    return analyze.paired(runs, thresholds, pairs)
 
 
 def weight_swing_lines(metrics) -> list[str]:
