@@ -72,6 +72,7 @@ def saw_advantages(
     cfg: SawConfig,
     num_groups: Optional[int] = None,
     backend: Optional[str] = None,
+    ids_sorted: bool = False,
 ) -> SawResult:
     """SAW advantages on the mask's device.
 
@@ -80,6 +81,9 @@ def saw_advantages(
     follow a CUDA mask (e.g. columns built from numpy); any other device mismatch is refused.
     num_groups: optional hint that the ids are already dense in [0, num_groups) (verl's
     integration passes it): the torch path on the CPU then skips ranking them; wrong hints are ignored, never trusted.
+    ids_sorted: optional hint that group_ids are non-decreasing (e.g. ranked by first appearance in a batch whose
+    groups are contiguous): the Triton path then skips its sort; checked on the device, a wrong hint costs a rerun
+    with the sort, never a wrong result.
     Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std (K,) float64.
     """
     device = response_mask.device
@@ -90,34 +94,34 @@ def saw_advantages(
     if resolve_backend(device, backend) == "triton":
         from saw_verl.triton_backend import triton_saw_advantages
 
-        return triton_saw_advantages(rewards, group_ids, response_mask, cfg)
+        return triton_saw_advantages(rewards, group_ids, response_mask, cfg, ids_sorted)
     return torch_saw_advantages(rewards, group_ids, response_mask, cfg, num_groups)
 
 
 def saw_grpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
-    **options,
+    ids_sorted: bool = False, **options,
 ) -> SawResult:
     """saw_grpo on tensors (trainers whose advantages live on the GPU).
 
     rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) bool/int/float.
     options: SawConfig fields (reward_keys, preset, dynamic, reward_min, static_weights, delta, epsilon,
-    norm_by_std). backend: as saw_advantages. Returns SawResult (advantages (N, L) float32).
+    norm_by_std). backend, ids_sorted: as saw_advantages. Returns SawResult (advantages (N, L) float32).
     """
-    return _saw_tensors("grpo", rewards, group_ids, response_mask, backend, options)
+    return _saw_tensors("grpo", rewards, group_ids, response_mask, backend, options, ids_sorted)
 
 
 def saw_gdpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
-    **options,
+    ids_sorted: bool = False, **options,
 ) -> SawResult:
     """saw_gdpo on tensors; arguments as saw_grpo_advantages."""
-    return _saw_tensors("gdpo", rewards, group_ids, response_mask, backend, options)
+    return _saw_tensors("gdpo", rewards, group_ids, response_mask, backend, options, ids_sorted)
 
 
-def _saw_tensors(mode, rewards, group_ids, response_mask, backend, options) -> SawResult:
+def _saw_tensors(mode, rewards, group_ids, response_mask, backend, options, ids_sorted=False) -> SawResult:
     if rewards.dim() != 2:
         raise SawInputError(f"rewards must be (N, K), got {tuple(rewards.shape)}")
     keys = options.pop("reward_keys", None) or tuple(f"reward_{k}" for k in range(rewards.shape[1]))
     cfg = SawConfig(reward_keys=tuple(keys), mode=mode, **options)
-    return saw_advantages(rewards, group_ids, response_mask, cfg, backend=backend)
+    return saw_advantages(rewards, group_ids, response_mask, cfg, backend=backend, ids_sorted=ids_sorted)
