@@ -2,20 +2,20 @@
 669f4b6 (results/gpu_perf_nvidia-h200_669f4b6.json), then applied to today's kernels. Everything it says of
 today's kernels is a prediction until a GPU measures them (python -m benchmarks.gpu_perf).
 
-    python -m benchmarks.perf_model          (no GPU, a few seconds: the fit, then both tables in markdown)
+    python -m benchmarks.perf_model [REPORT]    (no GPU, under a second: the fit on REPORT, a gpu_perf json,
+                                                 669f4b6's H200 run by default; then both tables in markdown)
 
 A kernel's device time, on a GPU with `sms` multiprocessors and a device-to-device copy rate `copy`:
 
-    LAUNCH_US + stream + rounds * ROUND_US + syncs * SYNC_US
-    stream = max(bytes / (copy * STREAM_EFFICIENCY), ceil(tiles / slots) * (LATENCY_US + BARRIER_US if the loop
-             converts layouts through shared memory))
+    LAUNCH_US + max(bytes / (copy * STREAM_EFFICIENCY), ceil(tiles / slots) * LATENCY_US) + rounds * ROUND_US
 
 bytes: what the kernel reads and writes of the (N, L) tensors; tiles: the mask tiles it streams, slots: the
 programs resident at once, each waiting one memory latency per tile it loads (Little's law); rounds: dependent
-memory round trips on the longest program's path, syncs: block-wide reductions and scans (bar.sync) on it.
-STREAM_EFFICIENCY is measured (a device copy of the 64M-token call's bytes against the 2 GiB copy rate); the
-other five constants are fitted (least squares of log time, grid search) to the 30 per-kernel times of
-669f4b6's default kernels. The call as a user sees it = host work (the launches among it) + the status read.
+memory round trips on the longest program's path. STREAM_EFFICIENCY is measured (a device copy of the 64M-token
+call's bytes against the 2 GiB copy rate); the other three constants are fitted (least squares of log time, grid
+search) to the 30 per-kernel times of 669f4b6's default kernels. A term for the shared-memory layout conversions
+(bar.sync) of 669f4b6's bool tiles and one for block-wide reductions were fitted to zero: the latency term
+explains those cells. The call as a user sees it = host work (the launches among it) + the status read.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,8 +39,8 @@ SORT_US = {1024: 27.4, 4096: 36.1, 16384: 51.5}  # torch.sort of N int64 ids on 
 CONSTEXPR_CALL_US, GEOMETRY_US, EMPTY_US = 2.6, 22.0, 3.0
 
 # Fitted by fit() on MEASURED (see the module docstring); `python -m benchmarks.perf_model` fits them again.
-LATENCY_US, BARRIER_US, ROUND_US, SYNC_US, LAUNCH_US = 1.02, 0.38, 0.40, 0.04, 2.5
-TRITON_LAUNCH_US, OTHER_HOST_US = 31.3, 71.5  # fitted on the two 1M-token calls (see host_fit)
+LATENCY_US, ROUND_US, LAUNCH_US = 1.32, 0.78, 2.4
+TRITON_LAUNCH_US, OTHER_HOST_US = 31.3, 71.4  # fitted on the two 1M-token calls (see host_fit)
 
 
 class Terms(NamedTuple):
@@ -48,9 +49,7 @@ class Terms(NamedTuple):
     bytes: float = 0.0
     tiles: int = 0
     slots: int = 1
-    barrier: bool = False
     rounds: float = 0.0
-    syncs: float = 0.0
 
 
 def cdiv(a: int, b: int) -> int:
@@ -62,10 +61,10 @@ def next_pow2(x: int) -> int:
 
 
 def old_terms(mode: str, n: int, length: int, e: int, sms: int) -> dict[str, list[Terms]]:
-    """The kernels of 669f4b6 (default `persistent` geometry), as its code and PTX show them: the write loops load
-    one element a thread per instruction, convert bool tiles through shared memory (bar.sync), and run a chain of
-    dependent loads per row block; the GDPO token pass loads 16 bytes a thread but keeps ~8 KB of mask in flight
-    per multiprocessor. A kernel with two roles (GDPO statistics) lists both: its time is the longer."""
+    """The kernels of 669f4b6 (default `persistent` geometry), as its code shows them: two write programs a
+    multiprocessor, each loading one tile of block_r x block_c tokens at a time and running a chain of dependent
+    loads per row block; the GDPO token pass keeps two tiles of 4096 tokens in flight per multiprocessor
+    (~8 KB of bool mask). A kernel with two roles (GDPO statistics) lists both: its time is the longer."""
     tokens = n * length
     block_s = min(512, max(16, next_pow2(cdiv(n, sms))))
     stats_programs = cdiv(n, block_s)
@@ -77,62 +76,53 @@ def old_terms(mode: str, n: int, length: int, e: int, sms: int) -> dict[str, lis
     per_program = cdiv(cdiv(n, block_r), row_programs)
     write_tiles = cdiv(n, block_r) * cdiv(length, block_c)
     waves = cdiv(stats_programs, sms)
-    scan = math.log2(block_s)
     if mode == "grpo":
-        return {"_grpo_stats_kernel": [Terms(rounds=waves * (4 + steps), syncs=waves * (1 + KEYS) * scan)],
-                "_grpo_write_kernel": [Terms(tokens * (e + 4), write_tiles, row_programs, e == 1,
-                                             (2 + 4 * per_program) / 2)]}
+        return {"_grpo_stats_kernel": [Terms(rounds=waves * (4 + steps))],
+                "_grpo_write_kernel": [Terms(tokens * (e + 4), write_tiles, row_programs, (2 + 4 * per_program) / 2)]}
     block_l = min(1024, max(8, next_pow2(length)))
     token_tiles = cdiv(n, 4096 // block_l) * cdiv(length, block_l)
-    return {"_gdpo_stats_kernel": [Terms(rounds=waves * 3, syncs=waves * 2 * scan),
-                                   Terms(tokens * (e + 1 / 8), token_tiles, 2 * sms, True)],
-            "_gdpo_scores_kernel": [Terms(rounds=waves * (4 + steps + 2 * (GROUP_SIZE // block_s + 2)),
-                                          syncs=waves * 2 * math.log2(256))],
-            "_gdpo_write_kernel": [Terms(tokens * (1 / 8 + 4), write_tiles, row_programs, e == 1,
-                                         (3 + per_program) / 2)]}
+    return {"_gdpo_stats_kernel": [Terms(rounds=waves * 3), Terms(tokens * (e + 1 / 8), token_tiles, 2 * sms)],
+            "_gdpo_scores_kernel": [Terms(rounds=waves * (4 + steps + 2 * (GROUP_SIZE // block_s + 2)))],
+            "_gdpo_write_kernel": [Terms(tokens * (1 / 8 + 4), write_tiles, row_programs, (3 + per_program) / 2)]}
 
 
 def new_terms(mode: str, n: int, length: int, e: int, sms: int, ids_sorted: bool) -> dict[str, list[Terms]]:
-    """Today's kernels, from their launch plan (saw_verl.kernels.common.plan) and PTX (tests/test_kernels_compile.py):
-    bar.sync per step of the statistics loops (Step 1 10, group pass 1 26, pass 2 6 (GRPO) / 10 (GDPO), whitening
-    6), three dependent round trips per group step (two with sorted ids), the write one tile a program with 16 of
-    them resident per multiprocessor, the token count one program per multiprocessor prefetching its next tile."""
+    """Today's kernels, from their launch plan (saw_verl.kernels.common.plan) and code: one round trip per step of
+    Step 1 and of the whitening pass (each step's loads issued before the previous step is reduced), three per
+    step of each group pass (two with sorted ids: no gather through the sort's order), the write one tile a
+    program with 16 programs resident per multiprocessor (~30 registers), the token count one program per
+    multiprocessor (the statistics role's registers) with two tiles in flight: the one it sums and the next."""
     from saw_verl.kernels import common
 
     shape = common.plan(n, length, KEYS, e, mode == "gdpo")
     tokens = n * length
     batch_steps = cdiv(n, shape.batch_chunk)
     group_steps = cdiv(shape.block, shape.group_chunk)
-    per_step = 2 if ids_sorted else 3
-    stats = Terms(rounds=batch_steps + 2 * group_steps * per_step,
-                  syncs=10 * batch_steps + group_steps * (26 + (10 if mode == "gdpo" else 6)))
+    stats = Terms(rounds=batch_steps + 2 * group_steps * (2 if ids_sorted else 3))
     write = Terms(tokens * (e + 4), shape.write_grid[0] * shape.write_grid[1], 16 * sms)
     out = {} if ids_sorted else {"torch.sort": [Terms()]}
     if mode == "grpo":
         return {**out, "_grpo_stats_kernel": [stats], "_write_kernel": [write]}
     token_tiles = shape.token_programs * cdiv(length, shape.token_cols)
     whiten_steps = cdiv(n, shape.row_chunk)
-    return {**out, "_gdpo_stats_kernel": [stats, Terms(tokens * e + 8 * n, token_tiles, sms)],
-            "_gdpo_whiten_kernel": [Terms(rounds=whiten_steps + cdiv(shape.block, shape.row_chunk),
-                                          syncs=6 * whiten_steps)],
+    return {**out, "_gdpo_stats_kernel": [stats, Terms(tokens * e + 8 * n, token_tiles, 2 * sms)],
+            "_gdpo_whiten_kernel": [Terms(rounds=whiten_steps + cdiv(shape.block, shape.row_chunk))],
             "_write_kernel": [write]}
 
 
 def kernel_us(roles: list[Terms], copy_gbps: float, n: int, constants=None):
     """Device us of one kernel (the longest of its roles); torch.sort (a role with no terms) is measured.
-    constants: (LATENCY_US, BARRIER_US, ROUND_US, SYNC_US, LAUNCH_US), each a float or numpy arrays that
-    broadcast (the fit evaluates a grid of them at once)."""
-    latency, barrier, round_us, sync_us, launch = constants or (LATENCY_US, BARRIER_US, ROUND_US, SYNC_US, LAUNCH_US)
+    constants: (LATENCY_US, ROUND_US, LAUNCH_US), floats or numpy arrays that broadcast (the fit evaluates a grid
+    of them at once)."""
+    latency, round_us, launch = constants or (LATENCY_US, ROUND_US, LAUNCH_US)
     if roles == [Terms()]:
         return sort_us(n)
     times = []
     for t in roles:
         stream = 0.0
         if t.bytes:
-            iterations = cdiv(t.tiles, t.slots)
-            stream = np.maximum(t.bytes / (copy_gbps * STREAM_EFFICIENCY) / 1e3,
-                                iterations * (latency + barrier * t.barrier))
-        times.append(stream + t.rounds * round_us + t.syncs * sync_us)
+            stream = np.maximum(t.bytes / (copy_gbps * STREAM_EFFICIENCY) / 1e3, cdiv(t.tiles, t.slots) * latency)
+        times.append(stream + t.rounds * round_us)
     return launch + (np.maximum(*times) if len(times) > 1 else times[0])
 
 
@@ -145,19 +135,27 @@ def sort_us(n: int) -> float:
 
 
 def measured_rows(path: Path = MEASURED) -> tuple[dict, list[dict]]:
+    """A gpu_perf report and its rows of the default kernels (669f4b6's `persistent`, or today's)."""
     report = json.loads(path.read_text())
-    return report, [row for row in report["rows"] if row["variant"] == "persistent"]
+    return report, [row for row in report["rows"] if row.get("variant", "persistent") == "persistent"]
+
+
+def terms_of(row: dict, sms: int) -> dict[str, list[Terms]]:
+    """The model's terms for the kernels of one measured row: 669f4b6's rows name a variant, today's an id order."""
+    e = 1 if row["mask"] == "bool" else 8
+    if "variant" in row:
+        return old_terms(row["mode"], row["N"], row["L"], e, sms)
+    return new_terms(row["mode"], row["N"], row["L"], e, sms, row["ids"] == "sorted")
 
 
 def fit(path: Path = MEASURED):
-    """(LATENCY_US, BARRIER_US, ROUND_US, SYNC_US, LAUNCH_US) minimising the squared log error of the per-kernel
-    times of 669f4b6's default kernels over a grid (then a finer grid around the best point); and that error (rms
-    of the log ratio)."""
+    """(LATENCY_US, ROUND_US, LAUNCH_US) minimising the squared log error of the per-kernel times of a gpu_perf
+    report (669f4b6's by default; a run of today's kernels refits the model on them) over a grid, then a finer grid
+    around the best point; and that error (rms of the log ratio). torch.sort is measured, not modelled."""
     report, rows = measured_rows(path)
     cells = [(terms, row["kernel_us"][name], row["N"])
-             for row in rows
-             for name, terms in old_terms(row["mode"], row["N"], row["L"], 1 if row["mask"] == "bool" else 8,
-                                          report["multiprocessors"]).items()]
+             for row in rows for name, terms in terms_of(row, report["multiprocessors"]).items()
+             if name in row["kernel_us"] and terms != [Terms()]]
 
     def best_of(axes):
         grid = np.meshgrid(*axes, indexing="ij")
@@ -165,9 +163,8 @@ def fit(path: Path = MEASURED):
         at = np.unravel_index(np.argmin(error), error.shape)
         return [float(g[at]) for g in grid], math.sqrt(float(error[at]) / len(cells))
 
-    coarse, _ = best_of([np.linspace(0.5, 2.0, 16), np.linspace(0.0, 1.0, 11), np.linspace(0.1, 1.5, 15),
-                         np.linspace(0.0, 0.2, 11), np.linspace(1.0, 5.0, 9)])
-    steps = (0.1, 0.1, 0.1, 0.02, 0.5)
+    coarse, _ = best_of([np.linspace(0.5, 2.0, 16), np.linspace(0.1, 1.5, 15), np.linspace(1.0, 5.0, 9)])
+    steps = (0.1, 0.1, 0.5)
     fine, error = best_of([np.clip(np.linspace(c - s, c + s, 11), 0, None) for c, s in zip(coarse, steps)])
     return tuple(round(v, 2) for v in fine), error
 
@@ -196,16 +193,19 @@ def floor_us(mode: str, n: int, length: int, e: int, copy_gbps: float) -> float:
     return n * length * ((2 * e if mode == "gdpo" else e) + 4) / copy_gbps / 1e3
 
 
-def old_table(constants=None, path: Path = MEASURED) -> str:
+def measured_table(constants=None, path: Path = MEASURED) -> str:
     report, rows = measured_rows(path)
     lines = ["| N x L | mask | mode | kernel | measured us | predicted us |", "|---|---|---|---|---|---|"]
     for r in rows:
-        e = 1 if r["mask"] == "bool" else 8
-        for name, terms in old_terms(r["mode"], r["N"], r["L"], e, report["multiprocessors"]).items():
+        for name, terms in terms_of(r, report["multiprocessors"]).items():
+            if terms == [Terms()]:
+                continue
             lines.append(f"| {r['N']} x {r['L']} | {r['mask']} | {r['mode']} | {name.strip('_')} | "
-                         f"{r['kernel_us'][name]:.1f} | {kernel_us(terms, report['copy_GBps'], r['N'], constants):.1f} |")
-        lines.append(f"| {r['N']} x {r['L']} | {r['mask']} | {r['mode']} | torch.sort | {r['kernel_us']['torch.sort']:.1f}"
-                     f" | {sort_us(r['N']):.1f} (measured) |")
+                         f"{r['kernel_us'][name]:.1f} | "
+                         f"{kernel_us(terms, report['copy_GBps'], r['N'], constants):.1f} |")
+        if "torch.sort" in r["kernel_us"]:
+            lines.append(f"| {r['N']} x {r['L']} | {r['mask']} | {r['mode']} | torch.sort | "
+                         f"{r['kernel_us']['torch.sort']:.1f} | {sort_us(r['N']):.1f} (measured) |")
     return "\n".join(lines) + "\n"
 
 
@@ -215,7 +215,8 @@ def new_table(sms: int = 132, copy_gbps: float = 4153.0) -> str:
     for (n, length), mask, mode, ids_sorted in itertools.product(
             [(1024, 1024), (4096, 4096), (16384, 4096)], ("bool", "int64"), ("grpo", "gdpo"), (True, False)):
         e = 1 if mask == "bool" else 8
-        kernels = {name: kernel_us(t, copy_gbps, n) for name, t in new_terms(mode, n, length, e, sms, ids_sorted).items()}
+        kernels = {name: kernel_us(t, copy_gbps, n)
+                   for name, t in new_terms(mode, n, length, e, sms, ids_sorted).items()}
         device = sum(kernels.values())
         floor = floor_us(mode, n, length, e, copy_gbps)
         detail = ", ".join(f"{name.strip('_').replace('_kernel', '')} {us:.1f}" for name, us in kernels.items())
@@ -226,11 +227,12 @@ def new_table(sms: int = 132, copy_gbps: float = 4153.0) -> str:
 
 
 def main():
-    constants, error = fit()
-    print(f"fit on {MEASURED.name}: LATENCY_US, BARRIER_US, ROUND_US, SYNC_US, LAUNCH_US = {constants} "
-          f"(rms log error {error:.2f}); host: TRITON_LAUNCH_US, OTHER_HOST_US = {host_fit()}")
-    print("\n669f4b6's kernels, measured on the H200 against the model\n")
-    print(old_table(constants))
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else MEASURED
+    constants, error = fit(path)
+    print(f"fit on {path.name}: LATENCY_US, ROUND_US, LAUNCH_US = {constants} (rms log error {error:.2f}); "
+          f"host (669f4b6's calls): TRITON_LAUNCH_US, OTHER_HOST_US = {host_fit()}")
+    print(f"\n{path.name}: measured against the model fitted on it\n")
+    print(measured_table(constants, path))
     print("Today's kernels, predicted for the H200 (132 SMs, copy 4153 GB/s)\n")
     print(new_table())
 

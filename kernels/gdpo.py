@@ -13,9 +13,10 @@ import triton
 import triton.language as tl
 
 from .common import (
-    STATS_WARPS, TOKENS, UNSORTED_AT, WHITEN_EPS, _moments, allocate, chunk_moments, group_zscores, plan, results,
-    step1, workspace_regions, write_advantages,
+    STATS_WARPS, TOKENS, UNSORTED_AT, WHITEN_EPS, allocate, plan, results, vector_rows, workspace_regions,
+    write_advantages,
 )
+from .statistics import chunk_moments, group_zscores, merge_moments, step1
 
 
 @triton.jit
@@ -84,7 +85,7 @@ def _gdpo_whiten_kernel(consts_ptr, ws_ptr, N, K, BLOCK, PROGRAMS, CHUNK: tl.con
         ahead = start + CHUNK + steps < N
         following_n = tl.load(tokens + start + CHUNK + steps, mask=ahead, other=0)
         following_s = tl.load(scores + start + CHUNK + steps, mask=ahead, other=0)
-        total, mean, m2 = _moments(total, mean, m2, *chunk_moments(n, s))
+        total, mean, m2 = merge_moments(total, mean, m2, *chunk_moments(n, s))
         n, s = following_n, following_s
         start += CHUNK
     scale = tl.sqrt(m2 / tl.maximum(total - 1, 1) + tl.load(consts_ptr + WHITEN_EPS))
@@ -118,7 +119,7 @@ def gdpo_advantages(
     """
     n, k = rewards.shape
     length = response_mask.shape[1]
-    shape = plan(n, length, k, response_mask.element_size(), True)
+    shape = plan(n, length, k, response_mask.element_size(), True, vector_rows(response_mask))
     workspace, advantages, ids, order = allocate(rewards, group_ids, response_mask, shape, ids_sorted)
     _gdpo_stats_kernel[(shape.programs + shape.token_programs,)](
         rewards, rewards.stride(0), rewards.stride(1), ids, order, constants, workspace, response_mask,

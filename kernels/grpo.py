@@ -13,9 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (
-    STATS_WARPS, UNSORTED_AT, allocate, group_zscores, plan, results, step1, workspace_regions, write_advantages,
-)
+from .common import STATS_WARPS, UNSORTED_AT, allocate, plan, results, workspace_regions, write_advantages
+from .statistics import group_zscores, step1
 
 
 @triton.jit(do_not_specialize=["N", "K", "BLOCK"])  # sizes: no recompile per batch

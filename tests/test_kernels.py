@@ -115,7 +115,8 @@ def test_same_bits_twice(case, mode, ids_sorted):
     if ids_sorted:
         rewards, group_ids, mask = grouped(rewards, group_ids, mask)
     cfg = SawConfig(tuple(f"r{k}" for k in range(rewards.shape[1])), mode=mode)
-    assert_same_bits(triton(rewards, group_ids, mask, cfg, ids_sorted), triton(rewards, group_ids, mask, cfg, ids_sorted))
+    first = triton(rewards, group_ids, mask, cfg, ids_sorted)
+    assert_same_bits(first, triton(rewards, group_ids, mask, cfg, ids_sorted))
 
 
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])

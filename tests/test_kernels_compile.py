@@ -175,6 +175,16 @@ def test_every_option_compiles_without_spills(estimator, options):
         assert report["spill_stores"] == report["spill_loads"] == 0, (kernel.fn.__name__, report)
 
 
+def test_performance_model_constants_are_its_fit():
+    """benchmarks/perf_model.py's constants are what its fit gives on the stored H200 measurements of 669f4b6."""
+    from benchmarks import perf_model
+
+    constants, error = perf_model.fit()
+    assert constants == (perf_model.LATENCY_US, perf_model.ROUND_US, perf_model.LAUNCH_US), constants
+    assert error < 0.3, error
+    assert perf_model.host_fit() == (perf_model.TRITON_LAUNCH_US, perf_model.OTHER_HOST_US)
+
+
 def test_kernels_are_a_leaf():
     """kernels/ imports torch and triton only: nothing of saw_verl (config, result, reference...)."""
     allowed = {"__future__", "functools", "typing", "torch", "triton", "triton.language"}
