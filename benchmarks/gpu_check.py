@@ -8,8 +8,9 @@ hypothesis; no verl, no network), under 8 minutes on an H100 / H200:
 2. one group of 65536 rows and N = 1M rows (groups of 16): statistics against the float64 reference
    (saw_verl.weights' float64 Step 1 at 1M rows), advantages against the torch path, same bits twice;
 3. N x L > 2^31 elements with a bool mask, both modes: against the torch path, the far end checked, same bits;
-4. launches and syncs on CUDA: benchmarks.launch_count (torch ops + Triton launches), torch.profiler's
-   count of CUDA kernels (the sort's internal kernels included), torch.cuda sync debug mode;
+4. launches and syncs on CUDA, with ids sorted by the caller and shuffled: benchmarks.launch_count (torch ops
+   + Triton launches), torch.profiler's count of CUDA kernels (the sort's internal kernels included),
+   torch.cuda sync debug mode;
 5. the microbenchmark at N x L = 1M, 16M, 64M (K = 3, groups of 16), bool and int64 masks, both modes:
    Triton against the torch path, GB/s of the floor (mask read once + fp32 written once) against the
    device's copy bandwidth; the GPU goal: >= 60 % of it and >= 5x the torch path from 16M tokens;
@@ -118,7 +119,7 @@ def huge_case(mode: str) -> dict:
 
 def kernel_tests(selection: list[str], workers: int = 6, timeout: int = 330) -> dict:
     """tests/test_kernels.py natively on CUDA, split over `workers` pytest processes: Triton's compiles are
-    CPU-bound and each variant compiles once per process, so the cores shorten the step."""
+    CPU-bound and each specialization compiles once per process, so the cores shorten the step."""
     pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     listed = subprocess.run(pytest + ["--co", "tests/test_kernels.py", *selection], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
@@ -135,27 +136,37 @@ def kernel_tests(selection: list[str], workers: int = 6, timeout: int = 330) -> 
             "seconds": round(time.monotonic() - start, 1), "tail": tails + "\n" + "\n".join(failed)[-1500:]}
 
 
-def launches_and_syncs(mode: str) -> dict:
+def launches_and_syncs(mode: str, ids_sorted: bool) -> dict:
+    """One call's Triton launches, torch ops and host reads (LAUNCHES kernels, torch.sort only for ids not said to
+    be sorted, one read), the CUDA kernels the profiler sees, and sync warnings."""
     rewards, group_ids, mask = batch(*LAUNCH_SHAPE, torch.int64)
-    _, run = both(rewards, group_ids, mask, mode)
-    counted = count_launches(lambda: run("triton"))
+    if ids_sorted:
+        group_ids = torch.sort(group_ids).values
+    cfg = SawConfig(tuple(f"r{k}" for k in range(rewards.shape[1])), mode=mode)
+
+    def run():
+        return saw_advantages(rewards, group_ids, mask, cfg, backend="triton", ids_sorted=ids_sorted)
+
+    counted = count_launches(run)
     cuda_kernels, caught = [], []
     if DEVICE == "cuda":
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
-            run("triton")
+            run()
             torch.cuda.synchronize()
         cuda_kernels = [e.name for e in profile.events() if e.device_type == torch.autograd.DeviceType.CUDA
                         and "memcpy" not in e.name.lower() and "memset" not in e.name.lower()]
         torch.cuda.set_sync_debug_mode("warn")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            run("triton")
+            run()
         torch.cuda.set_sync_debug_mode("default")
-    row = {"mode": mode, "triton_launches": counted.kernels, "torch_ops_that_launch": counted.launching_ops,
-           "host_reads": counted.host_reads, "cuda_kernels_profiled": len(cuda_kernels), "kernels": cuda_kernels,
+    row = {"mode": mode, "ids_sorted": ids_sorted, "triton_launches": counted.kernels,
+           "torch_ops_that_launch": counted.launching_ops, "host_reads": counted.host_reads,
+           "cuda_kernels_profiled": len(cuda_kernels), "kernels": cuda_kernels,
            "sync_warnings": len([w for w in caught if "synchroniz" in str(w.message).lower()]),
-           "budget": LAUNCHES[mode]}
-    row["passed"] = counted.kernels + len(counted.launching_ops) == LAUNCHES[mode] and counted.host_reads == 1
+           "budget": f"{LAUNCHES[mode]} Triton kernels" + ("" if ids_sorted else " + sort")}
+    row["passed"] = (counted.kernels == LAUNCHES[mode] and counted.host_reads == 1
+                     and counted.launching_ops == ([] if ids_sorted else ["sort"]))
     print({k: v for k, v in row.items() if k != "kernels"}, flush=True)
     return row
 
@@ -251,7 +262,8 @@ def main():
     report["machine"].setdefault("cuda", torch.version.cuda)
     print(f"device: {report['machine']['gpu']}", flush=True)
     report["tests"] = kernel_tests(["-m", "interpreter", "-k", "worked_example"] if args.dry_run else [])
-    report["launches"] = [launches_and_syncs(mode) for mode in ("grpo", "gdpo")]
+    report["launches"] = [launches_and_syncs(mode, ids_sorted) for mode in ("grpo", "gdpo")
+                          for ids_sorted in (False, True)]
     report["big_groups"] = big_groups()
     roomy = DEVICE != "cuda" or torch.cuda.mem_get_info()[0] > 40e9  # bool mask 2.1 GB, fp32 outputs 8.6 GB each
     report["huge"] = [huge_case(mode) for mode in ("grpo", "gdpo")] if roomy else []

@@ -13,7 +13,8 @@ def markdown(report: dict) -> str:
               for b in report["big_groups"]]
     lines += [f"- N x L = {h['elements']:,} ({h['mode']}, bool mask): diff vs torch {h['max_abs_diff_vs_torch']:.1e}, "
               f"same bits {h['same_bits_twice']}, last row {h['last_row_matches']}" for h in report["huge"]]
-    lines += [f"- launches ({c['mode']}): {c['triton_launches']} Triton + torch ops {c['torch_ops_that_launch']} "
+    lines += [f"- launches ({c['mode']}, ids {'sorted' if c['ids_sorted'] else 'shuffled'}): {c['triton_launches']} "
+              f"Triton + torch ops {c['torch_ops_that_launch']} "
               f"(budget {c['budget']}), {c['cuda_kernels_profiled']} CUDA kernels profiled, {c['host_reads']} host "
               f"read(s), {c['sync_warnings']} sync warning(s)" for c in report["launches"]]
     lines += ["", "| N x L | mask | mode | Triton ms | torch ms | floor GB/s | of copy BW | vs torch | goal |",

@@ -1,16 +1,17 @@
-"""GPU performance of the SAW Triton kernels: every kernel variant (saw_verl.kernels.VARIANTS) side by side, in
-one command for a bare H100 / H200 (torch, triton, numpy; no install, no network), in under 5 minutes:
+"""GPU performance of the SAW Triton kernels in one command for a bare H100 / H200 (torch, triton, numpy; no install,
+no network), in about a minute:
 
     python -m benchmarks.gpu_perf [--out DIR]           (from the repository root)
 
-For N x L = 1M, 16M, 64M tokens (K = 3, groups of 16, sparse int64 ids), bool and int64 masks, GRPO and GDPO,
-each variant: the device time of each kernel of one call (torch.profiler's CUDA kernel durations; the sort's
-internal kernels summed as "torch.sort"), the call as a user sees it (wall time of saw_advantages' Triton path,
-host work, launches and the one host read included), the floor (the call's minimum bytes, mask read once and
-float32 advantages written once, over the device-to-device copy rate measured in the same run), the torch path on
-the same GPU, the largest difference from the torch path, the registers and spills ptxas gave each kernel, and
-the model's prediction (predicted_kernel_us) next to each measurement. Prints a table and writes
-gpu_perf_<gpu>.json to --out (default benchmarks/results).
+For N x L = 1M, 16M, 64M tokens (K = 3, groups of 16), bool and int64 masks, GRPO and GDPO, with the group ids
+sorted (the caller says so: no sort, the trainers' case) and shuffled (sparse int64 ids, sorted on the device):
+the device time of each kernel of one call (torch.profiler's CUDA kernel durations; the sort's internal kernels
+summed as "torch.sort"), the call as a user sees it (wall time of saw_advantages' Triton path, host work,
+launches and the one host read included), the floor (the bytes a call cannot avoid over the device-to-device copy
+rate measured in the same run: GRPO the mask read once and float32 written once, GDPO the mask read twice), the
+torch path on the same GPU, the largest difference from it, the registers and spills of every compiled kernel,
+and benchmarks.perf_model's prediction next to each measurement. Prints a table and writes gpu_perf_<gpu>.json
+to --out (default benchmarks/results).
 
 `--dry-run` runs the same code on CPU under TRITON_INTERPRET=1 with tiny sizes (checks the script; its timings
 mean nothing).
@@ -22,7 +23,6 @@ import argparse
 import contextlib
 import functools
 import json
-import math
 import os
 import re
 import statistics
@@ -33,39 +33,37 @@ from pathlib import Path
 import torch
 import triton
 
+from benchmarks import perf_model
 from saw_verl import SawConfig, saw_advantages
 from saw_verl.advantages import check_shapes
-from saw_verl.kernels import VARIANTS, common, gdpo, grpo
+from saw_verl.kernels import common, gdpo, grpo
 from saw_verl.triton_backend import triton_saw_advantages
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = [(1024, 1024), (4096, 4096), (16384, 4096)]  # N x L = 1M, 16M, 64M tokens
 MASKS = (torch.bool, torch.int64)
 MODES = ("grpo", "gdpo")
-KEYS, GROUP_SIZE = 3, 16
+ORDERS = ("sorted", "shuffled")
+KEYS, GROUP_SIZE = perf_model.KEYS, perf_model.GROUP_SIZE
 PROFILED_CALLS, TIMED_CALLS, COPY_BYTES = 20, 50, 2**30
-KERNELS = {"grpo": (grpo._grpo_stats_kernel, grpo._grpo_write_kernel),
-           "gdpo": (gdpo._gdpo_stats_kernel, gdpo._gdpo_scores_kernel, gdpo._gdpo_write_kernel)}
+KERNELS = {"grpo": (grpo._grpo_stats_kernel, common._write_kernel),
+           "gdpo": (gdpo._gdpo_stats_kernel, gdpo._gdpo_whiten_kernel, common._write_kernel)}
 SORT = "torch.sort"
-
-# The model behind predicted_kernel_us (benchmarks/RESULTS.md, "Triton kernels: analysis and predictions"):
-# streamed bytes at the copy rate, plus the dependent-load chains each program runs before its bytes stream.
-DEPENDENT_LOAD_US = 1.0  # one load whose address depends on the previous one (HBM or L2), issue to use
-SCAN_US = 0.5  # one associative scan over a block of sorted positions (8 warps)
-SORT_US = (8.0, 20.0)  # torch.sort of N int64 ids (stable, with indices): N <= 4096 (one block), larger N
-HOST_US = {"grpo": 50.0, "gdpo": 60.0}  # host work of one call up to its last launch: checks, allocations, launches
-FIRST_LAUNCH_US, READ_US = 10.0, 15.0  # host work before the sort starts on the device; the status read (sync + copy)
 TARGETS = {"device_over_floor": {16 * 2**20: 1.6, 64 * 2**20: 1.25}, "call_us_at_1M": 100.0,
            "call_minus_floor_us": 60.0, "speedup_vs_torch": 10.0}
 
 
-def batch(n: int, length: int, mask_dtype: torch.dtype, device: str, seed: int = 0):
-    """rewards (N, K) float64 (coarse grid + one continuous key), sparse shuffled group ids (N,) int64 in groups of
-    GROUP_SIZE, left-aligned response mask (N, L) of random lengths."""
+def batch(n: int, length: int, mask_dtype: torch.dtype, device: str, order: str, seed: int = 0):
+    """rewards (N, K) float64 (coarse grid + one continuous key), group ids (N,) int64 in groups of GROUP_SIZE
+    (order "sorted": 0, 0, ..., 1, 1, ...; "shuffled": sparse values in shuffled rows), left-aligned response mask
+    (N, L) of random lengths."""
     generator = torch.Generator(device=device).manual_seed(seed)
     rewards = torch.randint(0, 5, (n, KEYS), device=device, generator=generator).double() / 4
     rewards[:, -1] = torch.rand(n, device=device, generator=generator, dtype=torch.float64)
-    group_ids = torch.randperm(n, device=device, generator=generator) // GROUP_SIZE * 7919 - 10**12
+    if order == "sorted":
+        group_ids = torch.arange(n, device=device) // GROUP_SIZE
+    else:
+        group_ids = torch.randperm(n, device=device, generator=generator) // GROUP_SIZE * 7919 - 10**12
     lengths = torch.randint(1, length + 1, (n,), device=device, generator=generator)
     mask = (torch.arange(length, device=device)[None, :] < lengths[:, None]).to(mask_dtype)
     return rewards, group_ids, mask
@@ -94,7 +92,7 @@ def copy_rate(device: str, size: int) -> float:
 def named_launches():
     """On CPU (the interpreter): each Triton launch as a profiler range named after its kernel, so the dry run
     reads the same per-kernel table a GPU's kernel events give."""
-    launcher = type(grpo._grpo_write_kernel)
+    launcher = type(common._write_kernel)
     run = launcher.run
 
     def named(self, *args, **kwargs):
@@ -155,68 +153,32 @@ def registers(device: str) -> dict:
     return found
 
 
-def predicted_kernel_us(variant: str, mode: str, n: int, length: int, mask_bytes: int, rate_gbps: float,
-                        sms: int) -> dict:
-    """The model's device µs of each kernel of one call: bytes / copy rate + the exposed dependent-load chains
-    (per program, times the waves of programs; persistent chains shared among WRITE_PROGRAMS_PER_SM programs)."""
-    shape = common.geometry(variant, n, length, triton.next_power_of_2(KEYS) if mode == "grpo" else 1, sms)
-    stream_us = lambda tokens_bytes: tokens_bytes / rate_gbps / 1e3  # noqa: E731
-    steps = common.search_shape(n, shape.block_s)[1]
-    scans = math.log2(shape.block_s) / 9  # a scan's depth relative to one over 512 positions
-    stats_waves = math.ceil(shape.stats_programs / sms)
-    out = {SORT: SORT_US[0] if n <= 4096 else SORT_US[1]}
-    tokens = n * length
-    if mode == "grpo":
-        out["_grpo_stats_kernel"] = stats_waves * ((4 + steps) * DEPENDENT_LOAD_US + (1 + KEYS) * SCAN_US * scans)
-        prologue, chain = 2 * DEPENDENT_LOAD_US, 4 * DEPENDENT_LOAD_US
-        write_bytes = tokens * (mask_bytes + 4)
-    else:
-        out["_gdpo_stats_kernel"] = max(stats_waves * (3 * DEPENDENT_LOAD_US + 2 * SCAN_US * scans),
-                                        stream_us(tokens * (mask_bytes + 1 / 8)))
-        out["_gdpo_scores_kernel"] = stats_waves * ((4 + steps + 2 * (GROUP_SIZE // shape.block_s + 2))
-                                                    * DEPENDENT_LOAD_US)
-        prologue, chain = 3 * DEPENDENT_LOAD_US, 1 * DEPENDENT_LOAD_US
-        write_bytes = tokens * (1 / 8 + 4)
-    programs = shape.row_programs * shape.column_programs
-    row_blocks = triton.cdiv(n, shape.block_r) * shape.column_programs
-    if variant == "tiled":  # every wave of `sms` tile programs pays a whole prologue + chain
-        waves = math.ceil(programs / sms)
-        out[f"_{mode}_write_kernel"] = waves * (prologue + chain) + stream_us(write_bytes)
-    else:  # WRITE_PROGRAMS_PER_SM programs per SM: one's chain runs while another streams
-        blocks_per_program = math.ceil(row_blocks / programs)
-        hidden = common.WRITE_PROGRAMS_PER_SM
-        out[f"_{mode}_write_kernel"] = (prologue + blocks_per_program * chain) / hidden + stream_us(write_bytes)
-    return out
-
-
-def predicted_call_us(mode: str, device_us: float) -> float:
-    """The device runs behind the host's launches; the call ends with the status read after the last kernel."""
-    return max(HOST_US[mode], FIRST_LAUNCH_US + device_us) + READ_US
-
-
 def torch_path(rewards, group_ids, mask, cfg):
     return saw_advantages(rewards, group_ids, mask, cfg, backend="torch")
 
 
-def measure(variant, mode, rewards, group_ids, mask, rate, sms, device, reference, calls) -> dict:
+def measure(order, mode, rewards, group_ids, mask, rate, sms, device, reference, calls) -> dict:
     cfg = SawConfig(tuple(f"r{k}" for k in range(KEYS)), mode=mode)
+    ids_sorted = order == "sorted"
 
     def call():
         check_shapes(rewards, group_ids, mask, cfg)  # what saw_advantages does before the backend
-        return triton_saw_advantages(rewards, group_ids, mask, cfg, variant)
+        return triton_saw_advantages(rewards, group_ids, mask, cfg, ids_sorted)
 
     n, length = mask.shape
+    e = mask.element_size()
     result = call()  # compiles
     difference = float((result.advantages - reference.advantages).abs().max()) if mask.numel() else 0.0
-    floor_us = n * length * (mask.element_size() + 4) / rate / 1e3
+    floor_us = perf_model.floor_us(mode, n, length, e, rate)
     kernels = kernel_times(call, device, calls[0])
-    predicted = predicted_kernel_us(variant, mode, n, length, mask.element_size(), rate, sms)
+    predicted = {name: float(perf_model.kernel_us(terms, rate, n))
+                 for name, terms in perf_model.new_terms(mode, n, length, e, sms, ids_sorted).items()}
     device_us = sum(kernels.values())
-    row = {"variant": variant, "mode": mode, "mask": str(mask.dtype).replace("torch.", ""), "N": n, "L": length,
+    row = {"ids": order, "mode": mode, "mask": str(mask.dtype).replace("torch.", ""), "N": n, "L": length,
            "tokens": n * length, "floor_us": floor_us, "kernel_us": kernels, "predicted_kernel_us": predicted,
            "device_us": device_us, "predicted_device_us": sum(predicted.values()),
            "call_us": call_time(call, device, calls[1]),
-           "predicted_call_us": predicted_call_us(mode, sum(predicted.values())),
+           "predicted_call_us": perf_model.predicted_call_us(mode, sum(predicted.values()), ids_sorted),
            "max_abs_diff_vs_torch": difference}
     row["device_over_floor"] = device_us / floor_us
     row["call_minus_floor_us"] = row["call_us"] - floor_us
@@ -239,14 +201,14 @@ def check_targets(row: dict):
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| N x L | mask | mode | variant | device us (predicted) | call us (predicted) | floor us | device / floor"
+    lines = ["| N x L | mask | mode | ids | device us (predicted) | call us (predicted) | floor us | device / floor"
              " | vs torch | kernels us: measured / predicted | targets met |", "|" + "---|" * 11]
     for r in rows:
         predicted = r["predicted_kernel_us"]
         kernels = ", ".join(f"{name.strip('_').replace('_kernel', '')} {us:.1f}/{predicted.get(name, 0):.1f}"
                             for name, us in sorted(r["kernel_us"].items()))
         met = sum(r["targets"].values())
-        lines.append(f"| {r['N']} x {r['L']} | {r['mask']} | {r['mode']} | {r['variant']} | {r['device_us']:.1f} "
+        lines.append(f"| {r['N']} x {r['L']} | {r['mask']} | {r['mode']} | {r['ids']} | {r['device_us']:.1f} "
                      f"({r['predicted_device_us']:.1f}) | {r['call_us']:.1f} ({r['predicted_call_us']:.1f}) | "
                      f"{r['floor_us']:.1f} | {r['device_over_floor']:.2f} | {r['speedup_vs_torch']:.1f}x | {kernels} | "
                      f"{met} of {len(r['targets'])} |")
@@ -270,28 +232,25 @@ def main():
         sys.exit("gpu_perf needs a CUDA GPU (or --dry-run under TRITON_INTERPRET=1)")
     started = time.monotonic()
     gpu = torch.cuda.get_device_name() if device == "cuda" else "dry run on cpu"
-    sms = common.multiprocessors(torch.device(device))
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else 4
     rate = copy_rate(device, copy_bytes)
-    print(f"device: {gpu} ({sms} multiprocessors), copy rate {rate:.0f} GB/s; variants {', '.join(VARIANTS)}",
-          flush=True)
+    print(f"device: {gpu} ({sms} multiprocessors), copy rate {rate:.0f} GB/s", flush=True)
     rows = []
-    for n, length in SIZES:
-        for mask_dtype in MASKS:
-            rewards, group_ids, mask = batch(n, length, mask_dtype, device)
-            for mode in MODES:
-                cfg = SawConfig(tuple(f"r{k}" for k in range(KEYS)), mode=mode)
-                reference = torch_path(rewards, group_ids, mask, cfg)
-                torch_us = call_time(functools.partial(torch_path, rewards, group_ids, mask, cfg), device,
-                                     calls[1] // 2 or 1)
-                for variant in VARIANTS:
-                    row = measure(variant, mode, rewards, group_ids, mask, rate, sms, device, reference, calls)
-                    row["torch_call_us"] = torch_us
-                    row["speedup_vs_torch"] = torch_us / row["call_us"]
-                    check_targets(row)
-                    print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
-                           if k not in ("kernel_us", "predicted_kernel_us")}, flush=True)
-                    rows.append(row)
-            del rewards, group_ids, mask
+    for (n, length), mask_dtype, order in ((size, mask, order) for size in SIZES for mask in MASKS for order in ORDERS):
+        rewards, group_ids, mask = batch(n, length, mask_dtype, device, order)
+        for mode in MODES:
+            cfg = SawConfig(tuple(f"r{k}" for k in range(KEYS)), mode=mode)
+            reference = torch_path(rewards, group_ids, mask, cfg)
+            torch_us = call_time(functools.partial(torch_path, rewards, group_ids, mask, cfg), device,
+                                 calls[1] // 2 or 1)
+            row = measure(order, mode, rewards, group_ids, mask, rate, sms, device, reference, calls)
+            row["torch_call_us"] = torch_us
+            row["speedup_vs_torch"] = torch_us / row["call_us"]
+            check_targets(row)
+            print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
+                   if k not in ("kernel_us", "predicted_kernel_us")}, flush=True)
+            rows.append(row)
+        del rewards, group_ids, mask
     report = {"gpu": gpu, "multiprocessors": sms, "torch": torch.__version__, "triton": triton.__version__,
               "cuda": torch.version.cuda, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": " ".join(["python -m benchmarks.gpu_perf", *sys.argv[1:]]), "copy_GBps": rate,

@@ -44,9 +44,9 @@ class _Recorder(TorchDispatchMode):
 
 def _launcher_class():
     """The class whose `run` launches a kernel: the interpreter's under TRITON_INTERPRET=1, else JITFunction."""
-    from saw_verl.kernels.grpo import _grpo_write_kernel
+    from saw_verl.kernels.common import _write_kernel
 
-    return type(_grpo_write_kernel)
+    return type(_write_kernel)
 
 
 def count_launches(call) -> Counted:

@@ -99,6 +99,7 @@ def saw_advantages(
     cfg: SawConfig,
     num_groups: Optional[int] = None,
     backend: Optional[str] = None,
+    ids_sorted: bool = False,
     history: Optional[SawHistory] = None,
 ) -> SawResult:
     """SAW advantages on the mask's device.
@@ -109,6 +110,9 @@ def saw_advantages(
     device mismatch is refused.
     num_groups: optional hint that the ids are already dense in [0, num_groups) (verl's
     integration passes it): the torch path on the CPU then skips ranking them; wrong hints are ignored, never trusted.
+    ids_sorted: optional hint that group_ids are non-decreasing (e.g. ranked by first appearance in a batch whose
+    groups are contiguous): the Triton path then skips its sort; checked on the device, a wrong hint costs a rerun
+    with the sort, never a wrong result.
     history: the run's SawHistory, needed when cfg.history_decay > 0 (docs/spec.md, "History"); updated with
     this step once the result is final (not on an error).
     Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std, batch_cv (K,) float64
@@ -129,7 +133,7 @@ def saw_advantages(
     if resolve_backend(device, backend) == "triton":
         from saw_verl.triton_backend import triton_saw_advantages
 
-        result = triton_saw_advantages(rewards, group_ids, response_mask, cfg, pool)
+        result = triton_saw_advantages(rewards, group_ids, response_mask, cfg, ids_sorted=ids_sorted, pool=pool)
     else:
         result = torch_saw_advantages(rewards, group_ids, response_mask, cfg, num_groups, pool)
     if history is not None:
@@ -139,26 +143,26 @@ def saw_advantages(
 
 def saw_grpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
-    history: Optional[SawHistory] = None, **options,
+    ids_sorted: bool = False, history: Optional[SawHistory] = None, **options,
 ) -> SawResult:
     """saw_grpo on tensors (trainers whose advantages live on the GPU).
 
     rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) bool/int/float (NumPy
-    arrays and lists are taken as tensors). options: SawConfig fields (TENSOR_API_OPTIONS). backend, history:
-    as saw_advantages. Returns SawResult (advantages (N, L) float32).
+    arrays and lists are taken as tensors). options: SawConfig fields (TENSOR_API_OPTIONS). backend, ids_sorted,
+    history: as saw_advantages. Returns SawResult (advantages (N, L) float32).
     """
-    return _saw_tensors("grpo", rewards, group_ids, response_mask, backend, history, options)
+    return _saw_tensors("grpo", rewards, group_ids, response_mask, backend, ids_sorted, history, options)
 
 
 def saw_gdpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
-    history: Optional[SawHistory] = None, **options,
+    ids_sorted: bool = False, history: Optional[SawHistory] = None, **options,
 ) -> SawResult:
     """saw_gdpo on tensors; arguments as saw_grpo_advantages."""
-    return _saw_tensors("gdpo", rewards, group_ids, response_mask, backend, history, options)
+    return _saw_tensors("gdpo", rewards, group_ids, response_mask, backend, ids_sorted, history, options)
 
 
-def _saw_tensors(mode, rewards, group_ids, response_mask, backend, history, options) -> SawResult:
+def _saw_tensors(mode, rewards, group_ids, response_mask, backend, ids_sorted, history, options) -> SawResult:
     unknown = sorted(set(options) - set(TENSOR_API_OPTIONS))
     if unknown:
         hints = {name: difflib.get_close_matches(name, TENSOR_API_OPTIONS, n=1) for name in unknown}
@@ -169,4 +173,5 @@ def _saw_tensors(mode, rewards, group_ids, response_mask, backend, history, opti
         raise SawInputError(f"rewards must be (N, K), got {tuple(rewards.shape)}")
     keys = options.pop("reward_keys", None) or tuple(f"reward_{k}" for k in range(rewards.shape[1]))
     cfg = SawConfig(reward_keys=tuple(keys), mode=mode, **options)
-    return saw_advantages(rewards, group_ids, response_mask, cfg, backend=backend, history=history)
+    return saw_advantages(rewards, group_ids, response_mask, cfg, backend=backend, ids_sorted=ids_sorted,
+                          history=history)

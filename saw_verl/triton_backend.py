@@ -1,16 +1,17 @@
 """The Triton backend: constants, device guard, the kernels (saw_verl.kernels), one status read.
 
-Per call on a GPU: LAUNCHES kernel launches (the sort of the group ids included; counted by
-tests/test_kernels.py on this code path), no zero-fill, no host-to-device copy (the constants live on
-the device, one tensor per configuration and device), and ONE host sync: the read of the status word
-that raises SawInputError (naming key and row, or M) before the advantages are returned.
+Per call on a GPU: LAUNCHES Triton kernels, plus torch.sort of the group ids unless the caller says they are
+non-decreasing (counted by tests/test_kernels.py on this code path); two allocations (the advantages and one
+workspace), no zero-fill, no host-to-device copy (the constants live on the device, one tensor per configuration
+and device), and ONE host sync: the read of the status words, which raises SawInputError (naming key and row,
+or M) before the advantages are returned. Ids said to be sorted are checked on the device: where they descend,
+the call runs again with the sort (a second read), so a wrong hint costs time, never a wrong result.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Optional
 
 import torch
 
@@ -18,47 +19,51 @@ from saw_verl.config import OFFICIAL_EPS, WHITEN_EPS, SawConfig
 from saw_verl.errors import non_finite_error, too_few_tokens_error
 from saw_verl.result import SawResult
 
-LAUNCHES = {"grpo": 3, "gdpo": 4}  # torch.sort + 2 (GRPO) or 3 (GDPO) Triton kernels
+LAUNCHES = {"grpo": 2, "gdpo": 3}  # Triton kernels per call; + torch.sort when the ids are not said to be sorted
 HOST_SYNCS = 1
 
 
 @functools.lru_cache(maxsize=64)
-def _constants(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float64, device=device)
-
-
 def device_constants(cfg: SawConfig, device: torch.device) -> torch.Tensor:
     """(4 + 2K,) float64 on `device` (saw_verl.kernels.constants_vector layout); copied once, then cached."""
     from saw_verl.kernels import constants_vector
 
     values = constants_vector(cfg.delta, cfg.epsilon, OFFICIAL_EPS, WHITEN_EPS, cfg.reward_min, cfg.static_weights)
-    return _constants(tuple(values), device)
+    return torch.tensor(values, dtype=torch.float64, device=device)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    import saw_verl.kernels as kernels
+
+    return kernels
 
 
 def triton_saw_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig,
-    variant: Optional[str] = None,
+    ids_sorted: bool = False,
 ) -> SawResult:
-    """rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L); shapes and devices
-    checked by saw_verl.advantages.check_shapes -> SawResult. Runs on the inputs' device. variant: the kernels'
-    launch geometry, one of saw_verl.kernels.VARIANTS (None: saw_verl.kernels.DEFAULT_VARIANT)."""
-    from saw_verl.kernels import DEFAULT_VARIANT, gdpo_advantages, grpo_advantages
-
+    """rewards (N, K) float, group_ids (N,) integer (any values; ids_sorted: non-decreasing, checked on the
+    device), response_mask (N, L); shapes and devices checked by saw_verl.advantages.check_shapes -> SawResult.
+    Runs on the inputs' device."""
+    kernels = _kernels()
     n, k = rewards.shape
     gdpo = cfg.mode == "gdpo"
     if gdpo and response_mask.shape[1] == 0:
         raise too_few_tokens_error(0)
     device = response_mask.device
-    estimator = gdpo_advantages if gdpo else grpo_advantages
+    estimator = kernels.gdpo_advantages if gdpo else kernels.grpo_advantages
+    arguments = (rewards, group_ids, response_mask, device_constants(cfg, device), cfg.preset, cfg.dynamic,
+                 cfg.norm_by_std)
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        advantages, summary, status = estimator(
-            rewards, group_ids, response_mask, device_constants(cfg, device), cfg.preset, cfg.dynamic,
-            cfg.norm_by_std, variant or DEFAULT_VARIANT,
-        )
+        advantages, summary, status = estimator(*arguments, ids_sorted)
         read = status.tolist()  # the one host sync
-    if read[0] < n * k:
-        raise non_finite_error(rewards, cfg.reward_keys, *divmod(int(read[0]), k))
-    if gdpo and read[1] < 2:
-        raise too_few_tokens_error(read[1])
-    weights, cv, mean, std, _ = summary.unbind(0)
+        if ids_sorted and any(read[kernels.UNSORTED_AT:]):  # the ids descend somewhere: sort them
+            advantages, summary, status = estimator(*arguments, False)
+            read = status.tolist()
+    if read[kernels.FIRST_BAD] < n * k:
+        raise non_finite_error(rewards, cfg.reward_keys, *divmod(int(read[kernels.FIRST_BAD]), k))
+    if gdpo and read[kernels.TOKENS] < 2:
+        raise too_few_tokens_error(read[kernels.TOKENS])
+    weights, cv, mean, std = summary.unbind(0)
     return SawResult(advantages, weights, cv, mean, std)

@@ -4,7 +4,8 @@ in its own pytest invocation (.ci/run; tests/conftest.py deselects these tests f
 Tolerances, relative to max(1, max |expected|): the batch mean and std are accumulated in float64 from the
 same values the reference reads, for every reward dtype: STATISTICS_RTOL. cv and weights divide by
 |mean - m + delta| + delta, which turns a last-bit difference of a mean near 0 into ~1e-9 relative:
-WEIGHTS_RTOL. Advantages are float32: ADVANTAGES_RTOL.
+WEIGHTS_RTOL. Advantages are float32: ADVANTAGES_RTOL. Tests of "the same bits twice" run on CUDA only: the
+interpreter cannot give different bits.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from benchmarks.launch_count import count_launches
 from saw_verl import SawConfig, SawInputError, saw_advantages
-from saw_verl.advantages import check_shapes, saw_gdpo_advantages, saw_grpo_advantages
-from saw_verl.kernels import VARIANTS
+from saw_verl.advantages import saw_gdpo_advantages, saw_grpo_advantages
+from saw_verl.config import OFFICIAL_EPS, WHITEN_EPS
+from saw_verl.kernels import common, constants_vector, gdpo_advantages, grpo_advantages, naive_gdpo, naive_grpo
 from saw_verl.reference import reference_saw_advantages
-from saw_verl.triton_backend import HOST_SYNCS, LAUNCHES, triton_saw_advantages
+from saw_verl.triton_backend import HOST_SYNCS, LAUNCHES
 from spec_cases import (
     EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, assert_close,
     saw_batches, scaled_tolerance,
@@ -26,25 +29,20 @@ from spec_cases import (
 
 pytestmark = pytest.mark.interpreter
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="same bits twice: the interpreter cannot differ")
 STATISTICS_RTOL = 1e-12
 WEIGHTS_RTOL = 1e-8
 ADVANTAGES_RTOL = 1e-6
 KEYS3 = ("a", "b", "c")
 
 
-def triton(rewards, group_ids, mask, cfg, variant=None):
-    """The public path (default kernel variant), or one kernel variant by name behind the same shape checks."""
+def triton(rewards, group_ids, mask, cfg, ids_sorted=False):
+    """The public path on DEVICE."""
     rewards, group_ids, mask = rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE)
-    if variant is None:
-        return saw_advantages(rewards, group_ids, mask, cfg, backend="triton")
-    check_shapes(rewards, group_ids, mask, cfg)
-    return triton_saw_advantages(rewards, group_ids, mask, cfg, variant)
+    return saw_advantages(rewards, group_ids, mask, cfg, backend="triton", ids_sorted=ids_sorted)
 
 
-def run_and_compare(rewards, group_ids, mask, cfg, variant=None):
-    """Triton on DEVICE vs the reference (same rewards, read as float64); returns the Triton result."""
-    expected = reference_saw_advantages(rewards.double().cpu(), group_ids.cpu(), mask.cpu(), cfg)
-    actual = triton(rewards, group_ids, mask, cfg, variant)
+def compare(actual, expected, mask):
     for field, rtol in (("mean", STATISTICS_RTOL), ("std", STATISTICS_RTOL), ("cv", WEIGHTS_RTOL),
                         ("weights", WEIGHTS_RTOL)):
         reference = getattr(expected, field)
@@ -52,8 +50,27 @@ def run_and_compare(rewards, group_ids, mask, cfg, variant=None):
     assert actual.advantages.dtype == torch.float32 and actual.advantages.is_contiguous()
     tolerance = scaled_tolerance(expected.advantages, ADVANTAGES_RTOL)
     assert_close(actual.advantages, expected.advantages, tolerance, "advantages")
-    assert (actual.advantages.cpu()[mask.cpu() == 0] == 0).all(), "tokens outside the mask must be exactly 0"
+    outside = actual.advantages.cpu()[mask.cpu() == 0]
+    assert (outside == 0).all() and not torch.signbit(outside).any(), "tokens outside the mask must be +0.0"
+
+
+def run_and_compare(rewards, group_ids, mask, cfg, ids_sorted=False):
+    """Triton on DEVICE vs the reference (same rewards, read as float64); returns the Triton result."""
+    expected = reference_saw_advantages(rewards.double().cpu(), group_ids.cpu(), mask.cpu(), cfg)
+    actual = triton(rewards, group_ids, mask, cfg, ids_sorted)
+    compare(actual, expected, mask)
     return actual
+
+
+def assert_same_bits(first, second):
+    for a, b in zip(first, second):
+        assert torch.equal(a, b), "bits differ between two identical calls"
+
+
+def grouped(rewards, group_ids, mask):
+    """The batch with its rows in the order of their ids (what ids_sorted=True describes)."""
+    order = torch.sort(group_ids, stable=True).indices
+    return rewards[order], group_ids[order], mask[order]
 
 
 def awkward_batch(case: str, seed: int = 0):
@@ -66,7 +83,7 @@ def awkward_batch(case: str, seed: int = 0):
         "L2100": ([3, 2], 4, 2100),  # two write tiles a row, L not a multiple of 8
         "K1": ([4, 3], 1, 17),
         "K9": ([5, 4], 9, 3),  # a key block of 16
-        "160-rows": ([2] * 80, 2, 5),  # more row blocks than write programs: the persistent loop
+        "600-rows": ([2] * 300, 2, 5),  # several statistics programs
     }[case]
     group_ids = torch.cat([torch.full((size,), g) for g, size in enumerate(sizes)])
     group_ids = group_ids[torch.randperm(len(group_ids), generator=generator)]  # non-contiguous groups
@@ -77,44 +94,43 @@ def awkward_batch(case: str, seed: int = 0):
     return rewards, group_ids, mask
 
 
-AWKWARD = ["L63-groups-7-7-1", "singletons", "group-of-70", "L2100", "K1", "K9", "160-rows"]
+AWKWARD = ["L63-groups-7-7-1", "singletons", "group-of-70", "L2100", "K1", "K9", "600-rows"]
 
 
 @pytest.mark.parametrize("preset", ["paper", "official"])
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
-@pytest.mark.parametrize("case", [case for case in AWKWARD if case != "160-rows"])
+@pytest.mark.parametrize("case", AWKWARD)
 def test_matches_reference_on_awkward_shapes(case, mode, preset):
     rewards, group_ids, mask = awkward_batch(case)
     cfg = SawConfig(tuple(f"r{k}" for k in range(rewards.shape[1])), mode=mode, preset=preset)
     run_and_compare(rewards, group_ids, mask, cfg)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@cuda_only
+@pytest.mark.parametrize("ids_sorted", [False, True], ids=["sorted-on-device", "ids-sorted"])
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
 @pytest.mark.parametrize("case", AWKWARD)
-def test_every_variant_matches_reference_and_repeats_its_bits(case, mode, variant):
-    """Each launch geometry (saw_verl.kernels.VARIANTS) against the float64 reference, same bits twice."""
+def test_same_bits_twice(case, mode, ids_sorted):
     rewards, group_ids, mask = awkward_batch(case, seed=10)
+    if ids_sorted:
+        rewards, group_ids, mask = grouped(rewards, group_ids, mask)
     cfg = SawConfig(tuple(f"r{k}" for k in range(rewards.shape[1])), mode=mode)
-    first = run_and_compare(rewards, group_ids, mask, cfg, variant)
-    second = triton(rewards, group_ids, mask, cfg, variant)
-    for a, b in zip(first, second):
-        assert torch.equal(a, b), "bits differ between two identical calls"
+    first = triton(rewards, group_ids, mask, cfg, ids_sorted)
+    assert_same_bits(first, triton(rewards, group_ids, mask, cfg, ids_sorted))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
 @pytest.mark.parametrize("rewards_dtype,mask_dtype", [
     (torch.float64, torch.int64), (torch.float32, torch.bool), (torch.bfloat16, torch.float32),
     (torch.float16, torch.int32)], ids=lambda dtype: str(dtype).replace("torch.", ""))
-def test_every_variant_on_each_dtype(rewards_dtype, mask_dtype, mode, variant):
+def test_each_dtype(rewards_dtype, mask_dtype, mode):
     """One tolerance per field serves every dtype: the kernels read the rewards exactly as float64 (as the
     reference does), and every mask dtype is multiplied into the float32 value once."""
     rewards, group_ids, mask = awkward_batch("L2100", seed=11)
     noise = torch.rand(rewards.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
     mask = mask.to(mask_dtype) if mask_dtype != torch.float32 else mask * 0.75
     cfg = SawConfig(tuple(f"r{k}" for k in range(rewards.shape[1])), mode=mode)
-    run_and_compare((rewards + noise).to(rewards_dtype), group_ids, mask, cfg, variant)
+    run_and_compare((rewards + noise).to(rewards_dtype), group_ids, mask, cfg)
 
 
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
@@ -126,7 +142,8 @@ def test_constant_groups_are_exactly_zero_and_constant_keys_get_zero_weight(mode
         result = run_and_compare(rewards.to(dtype), group_ids, mask, SawConfig(KEYS3, mode=mode))
         assert result.std[2].item() == 0.0 and result.weights[2].item() == 0.0, dtype
     if mode == "grpo":
-        assert (result.advantages.cpu()[group_ids == 0] == 0).all()
+        zeros = result.advantages.cpu()[group_ids == 0]
+        assert (zeros == 0).all() and not torch.signbit(zeros).any()
 
 
 @pytest.mark.parametrize("dynamic", [False, True], ids=["dynamic-false", "dynamic"])
@@ -140,6 +157,16 @@ def test_grpo_group_with_a_constant_sum_of_varying_keys_is_exactly_zero(dynamic)
     result = run_and_compare(rewards, group_ids, torch.ones(10, 5, dtype=torch.int64), config)
     assert result.weights[0].item() == result.weights[1].item()
     assert (result.advantages.cpu() == 0).all(), result.advantages
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_masked_tokens_are_positive_zero(mode):
+    """v * 0 is -0.0 for a negative row value; the write adds +0.0 (docs/spec.md: tokens outside the mask are 0)."""
+    rewards, group_ids, mask = awkward_batch("L63-groups-7-7-1", seed=12)
+    result = run_and_compare(rewards, group_ids, mask, SawConfig(KEYS3, mode=mode))
+    negative_rows = (result.advantages.cpu() < 0).any(dim=1)
+    assert negative_rows.sum() >= 3 and (mask[negative_rows] == 0).any()  # the case that gave -0.0
+    assert not torch.signbit(result.advantages.cpu()[mask == 0]).any()
 
 
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
@@ -181,7 +208,7 @@ def test_reward_dtypes(dtype, mode):
 def test_fractional_mask_reads_the_mask_itself(mode):
     rewards, group_ids, mask = awkward_batch("L63-groups-7-7-1", seed=4)
     mask = mask.float() * 0.5 + (mask == 1) * 0.25
-    mask[1] = (mask[1] > 0).float()  # a 0/1 row next to fractional ones: GDPO reads its bit copy
+    mask[1] = (mask[1] > 0).float()
     run_and_compare(rewards, group_ids, mask, SawConfig(KEYS3, mode=mode))
 
 
@@ -189,7 +216,7 @@ def test_fractional_mask_reads_the_mask_itself(mode):
 @pytest.mark.parametrize(
     "ids", [[0, 10**8], [2**62 - 1, -(2**62)], [-5, -1], [7, 3]], ids=["0-1e8", "near-2^62", "negative", "unsorted"])
 def test_any_int64_group_ids_give_the_dense_result(ids, mode):
-    """Ids are ranked, never used as sizes: the result equals that of the dense ids 0..G-1 (same order)."""
+    """Ids are compared, never used as sizes: the result equals that of the dense ids 0..G-1 (same order)."""
     rewards, dense, mask = awkward_batch("group-of-70", seed=5)
     sparse = torch.tensor(ids, dtype=torch.int64)[dense]
     ranked = torch.argsort(torch.argsort(torch.tensor(ids)))[dense]  # dense ids in the sparse ids' order
@@ -199,8 +226,9 @@ def test_any_int64_group_ids_give_the_dense_result(ids, mode):
 
 
 @pytest.mark.parametrize("mode,dtype", [("gdpo", torch.float64), ("grpo", torch.float32)], ids=str)
-def test_a_group_over_several_blocks_is_exact_and_deterministic(dtype, mode):
-    """1100 rows in one group (3 blocks of 512 sorted positions) next to small ones: the pieces merge."""
+def test_a_group_over_several_statistics_blocks(dtype, mode):
+    """1100 rows in one group next to small ones, over 3 statistics programs: the program that owns the big
+    group follows it across the others' blocks, in several steps."""
     generator = torch.Generator().manual_seed(6)
     n = 1300
     group_ids = torch.cat([torch.zeros(1100, dtype=torch.int64), 1 + torch.arange(200) // 3])
@@ -208,18 +236,21 @@ def test_a_group_over_several_blocks_is_exact_and_deterministic(dtype, mode):
     rewards = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 4 - 1).to(dtype)
     mask = (torch.rand(n, 3, generator=generator) < 0.8).to(torch.bool)
     cfg = SawConfig(("a", "b"), mode=mode)
-    first = run_and_compare(rewards, group_ids, mask, cfg)
-    second = triton(rewards, group_ids, mask, cfg)
-    for a, b in zip(first, second):
-        assert torch.equal(a, b), "bits differ between two identical calls"
+    assert common.plan(n, 3, 2, 1, mode == "gdpo").programs == 3
+    for ids_sorted in (False, True):
+        batch = grouped(rewards, group_ids, mask) if ids_sorted else (rewards, group_ids, mask)
+        result = run_and_compare(*batch, cfg, ids_sorted=ids_sorted)
+        if torch.cuda.is_available():
+            assert_same_bits(result, triton(*batch, cfg, ids_sorted))
 
 
 @pytest.mark.parametrize("mode,dynamic", list(EXAMPLE_ADVANTAGES), ids=lambda v: str(v))
 def test_worked_example(mode, dynamic):
     cfg = SawConfig(EXAMPLE_KEYS, mode=mode, dynamic=dynamic, reward_min=EXAMPLE_REWARD_MIN)
-    result = run_and_compare(EXAMPLE_REWARDS, EXAMPLE_GROUPS, EXAMPLE_MASK, cfg)
-    expected = torch.tensor(EXAMPLE_ADVANTAGES[mode, dynamic])
-    assert_close(result.advantages[:, 0], expected, scaled_tolerance(expected, 1e-6), "spec advantages")
+    for ids_sorted in (False, True):
+        result = run_and_compare(EXAMPLE_REWARDS, EXAMPLE_GROUPS, EXAMPLE_MASK, cfg, ids_sorted)
+        expected = torch.tensor(EXAMPLE_ADVANTAGES[mode, dynamic])
+        assert_close(result.advantages[:, 0], expected, scaled_tolerance(expected, 1e-6), "spec advantages")
 
 
 @pytest.mark.parametrize("mask", [[[1, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]]], ids=["one-token", "no-token"])
@@ -233,7 +264,7 @@ def test_gdpo_with_fewer_than_two_tokens_is_refused(mask):
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
 @pytest.mark.parametrize("bad,row,key", [(float("nan"), 9, 1), (float("inf"), 0, 2), (-float("inf"), 14, 0)])
 def test_non_finite_reward_is_refused_naming_key_and_row(bad, row, key, mode):
-    """The status word carries the first non-finite (row, key) out of the kernels."""
+    """The status words carry the first non-finite (row, key) out of the kernels."""
     rewards, group_ids, mask = awkward_batch("L63-groups-7-7-1", seed=8)
     rewards[row, key] = bad
     rewards[row + 1:, key] = float("nan")  # later bad rows: the first one is named
@@ -241,15 +272,29 @@ def test_non_finite_reward_is_refused_naming_key_and_row(bad, row, key, mode):
         triton(rewards, group_ids, mask, SawConfig(KEYS3, mode=mode))
 
 
+@pytest.mark.parametrize("ids_sorted", [False, True], ids=["sorted-on-device", "ids-sorted"])
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
-def test_launch_and_sync_budget(mode):
-    """Every torch op and kernel launch of one call on the public path, after a warm-up (constants cached)."""
-    rewards, group_ids, mask = (t.to(DEVICE) for t in awkward_batch("L63-groups-7-7-1", seed=9))
+def test_launch_and_sync_budget(mode, ids_sorted):
+    """Every torch op and kernel launch of one call on the public path, after a warm-up (constants cached):
+    LAUNCHES Triton kernels, torch.sort only when the ids are not said to be sorted, one host read."""
+    rewards, group_ids, mask = (t.to(DEVICE) for t in grouped(*awkward_batch("L63-groups-7-7-1", seed=9)))
     cfg = SawConfig(KEYS3, mode=mode)
-    counted = count_launches(lambda: saw_advantages(rewards, group_ids, mask, cfg, backend="triton"))
-    assert len(counted.launching_ops) + counted.kernels == LAUNCHES[mode], counted
-    assert counted.launching_ops == ["sort"], counted  # no zero-fill, no copy, no host-to-device constants
+    counted = count_launches(lambda: saw_advantages(rewards, group_ids, mask, cfg, backend="triton",
+                                                    ids_sorted=ids_sorted))
+    assert counted.kernels == LAUNCHES[mode], counted
+    assert counted.launching_ops == ([] if ids_sorted else ["sort"]), counted  # no fill, no copy, no constants
     assert counted.host_reads == HOST_SYNCS, counted
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_a_wrong_ids_sorted_hint_is_caught_and_run_again_with_the_sort(mode):
+    rewards, group_ids, mask = awkward_batch("L63-groups-7-7-1", seed=13)  # shuffled groups
+    cfg = SawConfig(KEYS3, mode=mode)
+    run_and_compare(rewards, group_ids, mask, cfg, ids_sorted=True)
+    rewards, group_ids, mask = (t.to(DEVICE) for t in (rewards, group_ids, mask))
+    counted = count_launches(lambda: saw_advantages(rewards, group_ids, mask, cfg, backend="triton", ids_sorted=True))
+    assert counted.kernels == 2 * LAUNCHES[mode] and counted.launching_ops == ["sort"], counted
+    assert counted.host_reads == 2 * HOST_SYNCS, counted
 
 
 @pytest.mark.parametrize("function,mode", [(saw_grpo_advantages, "grpo"), (saw_gdpo_advantages, "gdpo")])
@@ -263,14 +308,64 @@ def test_public_tensor_functions(function, mode):
         assert_close(getattr(actual, field), reference, scaled_tolerance(reference, ADVANTAGES_RTOL), field)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(saw_batches(max_rows=16, max_len=9))
-def test_random_batches(batch):
+def launcher_arguments(cfg: SawConfig):
+    values = constants_vector(cfg.delta, cfg.epsilon, OFFICIAL_EPS, WHITEN_EPS, cfg.reward_min, cfg.static_weights)
+    return torch.tensor(values, dtype=torch.float64, device=DEVICE), cfg.preset, cfg.dynamic, cfg.norm_by_std
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(saw_batches(max_rows=30, max_len=6))
+def test_naive_is_the_reference(batch):
+    """kernels/naive.py (the kernels' reference at their interface) against saw_verl.reference (the oracle)."""
     rewards, group_ids, mask, cfg = batch
     try:
-        reference_saw_advantages(rewards, group_ids, mask, cfg)
+        expected = reference_saw_advantages(rewards, group_ids, mask, cfg)
+    except SawInputError:
+        return
+    naive = naive_gdpo if cfg.mode == "gdpo" else naive_grpo
+    constants, *flags = launcher_arguments(cfg)
+    advantages, summary = naive(rewards, group_ids, mask, constants.cpu(), *flags)
+    assert_close(advantages, expected.advantages, scaled_tolerance(expected.advantages, ADVANTAGES_RTOL), "advantages")
+    assert torch.equal(advantages[mask == 0], torch.zeros(int((mask == 0).sum())))
+    for row, field in enumerate(common.SUMMARY):
+        reference = getattr(expected, field)
+        assert_close(summary[row], reference, scaled_tolerance(reference, WEIGHTS_RTOL), field)
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Statistics steps of 16 elements: batches of a few dozen rows span several statistics programs and several
+    steps of every loop (runs carried from one step to the next, runs owned past a block's end)."""
+    monkeypatch.setattr(common, "GROUP_TILE", 16)
+    monkeypatch.setattr(common, "BATCH_TILE", 16)
+    common.plan.cache_clear()
+    yield
+    common.plan.cache_clear()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(saw_batches(max_rows=36, max_len=9), st.sampled_from(["shuffled", "ids-sorted", "wrong-hint"]))
+def test_random_batches_over_several_statistics_programs(small_tiles, batch, order):
+    """The launchers against kernels/naive.py and the public path against the reference, on random batches cut
+    into statistics blocks of 2 to 16 positions."""
+    rewards, group_ids, mask, cfg = batch
+    if order == "ids-sorted":
+        rewards, group_ids, mask = grouped(rewards, group_ids, mask)
+    ids_sorted = order != "shuffled"
+    try:
+        expected = reference_saw_advantages(rewards, group_ids, mask, cfg)
     except SawInputError as error:
         with pytest.raises(SawInputError, match=str(error).split(";")[0]):
-            triton(rewards, group_ids, mask, cfg)
+            triton(rewards, group_ids, mask, cfg, ids_sorted)
         return
-    run_and_compare(rewards, group_ids, mask, cfg)
+    shape = common.plan(len(group_ids), mask.shape[1], rewards.shape[1], mask.element_size(), cfg.mode == "gdpo")
+    assert shape.programs > 1 or len(group_ids) <= shape.group_chunk
+    compare(triton(rewards, group_ids, mask, cfg, ids_sorted), expected, mask)
+    launch, naive = (gdpo_advantages, naive_gdpo) if cfg.mode == "gdpo" else (grpo_advantages, naive_grpo)
+    arguments = (rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE), *launcher_arguments(cfg),
+                 order == "ids-sorted")
+    advantages, summary, _ = launch(*arguments)
+    want_advantages, want_summary = naive(*arguments)
+    assert_close(advantages, want_advantages, scaled_tolerance(want_advantages, ADVANTAGES_RTOL), "advantages")
+    assert_close(summary, want_summary, scaled_tolerance(want_summary, WEIGHTS_RTOL), "summary")

@@ -1,0 +1,269 @@
+"""docs/spec.md in float64 on the device: Step 1 (the batch statistics, then the weights) and the z-scores within
+groups of Step 2a / 2b, for the SAW kernels' statistics programs.
+
+Statistics are float64 whatever the rewards' dtype. No atomics: every reduction runs in a fixed order, and
+every program that computes Step 1 computes it from the same rows in the same order, so a call gives the same
+bits every time and in every program.
+
+Groups: the group ids are read in sorted order (the caller's order when it says they are non-decreasing, else
+torch.sort's). A group is a run of equal ids; no array is sized by an id value. Statistics program p owns the
+runs that start in its block of sorted positions [p * BLOCK, (p + 1) * BLOCK) and follows the last one past the
+block's end, so each group is reduced whole, by one program, in order.
+
+Loops whose trip count is only known at run time are `while` loops: the interpreter of triton 3.6 turns every
+runtime scalar into a shape-(1,) array, which `range()` cannot take.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .common import (
+    CV_ROW, DELTA, EPSILON, FIRST_BAD, MEAN_ROW, OFFICIAL_EPS, REWARD_MIN_ROW, SCALARS, STATIC_WEIGHT_ROW, STD_ROW,
+    WEIGHTS_ROW,
+)
+
+
+@triton.jit
+def merge_moments(na, ma, qa, nb, mb, qb):
+    """Merge (count, mean, M2) of two disjoint sets (Chan et al.); counts may be weights, a count of 0 the empty set."""
+    n = na + nb
+    share = tl.where(n > 0, nb / tl.maximum(n, 1e-300), 0)
+    d = mb - ma
+    return n, ma + d * share, qa + qb + d * d * na * share
+
+
+@triton.jit
+def _extremes(ha, la, ba, hb, lb, bb):
+    """Merge (max, min, first bad index) of two sets of rewards."""
+    return tl.maximum(ha, hb), tl.minimum(la, lb), tl.minimum(ba, bb)
+
+
+@triton.jit
+def chunk_moments(weight, x):
+    """(total weight, weighted mean, weighted M2 about that mean) along axis 0 of x (weight 0: absent)."""
+    total = tl.sum(weight, 0)
+    mean = tl.sum(weight * x, 0) / tl.maximum(total, 1e-300)
+    d = x - mean
+    return total, mean, tl.sum(weight * d * d, 0)
+
+
+@triton.jit
+def batch_statistics(rewards_ptr, stride_n, stride_k, N, K, CHUNK: tl.constexpr, BLOCK_K: tl.constexpr):
+    """docs/spec.md Step 1, first half: per key (count, mean, M2, max, min) (BLOCK_K,) float64 over the N rows, and
+    the first non-finite reward as row * K + key (N * K if none). Each step summarises CHUNK rows (mean, then M2
+    about it) and merges that into the running summary in row order; the next step's loads are issued first."""
+    keys = tl.arange(0, BLOCK_K)
+    steps = tl.arange(0, CHUNK)
+    offsets = steps[:, None] * stride_n + keys[None, :] * stride_k
+    count = tl.zeros((BLOCK_K,), tl.float64)
+    mean = tl.zeros((BLOCK_K,), tl.float64)
+    m2 = tl.zeros((BLOCK_K,), tl.float64)
+    high = tl.full((BLOCK_K,), float("-inf"), tl.float64)
+    low = tl.full((BLOCK_K,), float("inf"), tl.float64)
+    bad = tl.full((BLOCK_K,), N * K, tl.int64)
+    base = rewards_ptr
+    live = (steps < N)[:, None] & (keys < K)[None, :]
+    x = tl.load(base + offsets, mask=live, other=0).to(tl.float64)
+    start = 0
+    while start < N:
+        base += CHUNK * stride_n
+        ahead = (start + CHUNK + steps < N)[:, None] & (keys < K)[None, :]
+        following = tl.load(base + offsets, mask=ahead, other=0).to(tl.float64)
+        n, mu, q = chunk_moments(tl.where(live, 1.0, 0.0).to(tl.float64), x)
+        flat = (start + steps.to(tl.int64))[:, None] * K + keys[None, :]
+        finite = (x == x) & (tl.abs(x) != float("inf"))
+        hi, lo, first_bad = tl.reduce((tl.where(live, x, float("-inf")), tl.where(live, x, float("inf")),
+                                       tl.where(live & ~finite, flat, N * K)), 0, _extremes)
+        count, mean, m2 = merge_moments(count, mean, m2, n, mu, q)
+        high, low, bad = tl.maximum(high, hi), tl.minimum(low, lo), tl.minimum(bad, first_bad)
+        x = following
+        live = ahead
+        start += CHUNK
+    return count, mean, m2, high, low, tl.min(bad, 0)
+
+
+@triton.jit
+def saw_weights(count, mean, m2, high, low, consts_ptr, K, PAPER: tl.constexpr, DYNAMIC: tl.constexpr,
+                GDPO: tl.constexpr, BLOCK_K: tl.constexpr):
+    """docs/spec.md Step 1, second half: from the per-key statistics (BLOCK_K,) float64 -> (weights, cv, std,
+    coef = weight * alpha) (BLOCK_K,) float64, 0 past K. Float64 reference: naive.naive_weights."""
+    keys = tl.arange(0, BLOCK_K)
+    live = keys < K
+    std = tl.where(high == low, 0, tl.sqrt(m2 / tl.maximum(count - 1, 1)))  # a constant key: exactly 0
+    delta = tl.load(consts_ptr + DELTA)
+    official_eps = tl.load(consts_ptr + OFFICIAL_EPS)
+    reward_min = tl.load(consts_ptr + SCALARS + REWARD_MIN_ROW * K + keys, mask=live, other=0)
+    alpha = tl.load(consts_ptr + SCALARS + STATIC_WEIGHT_ROW * K + keys, mask=live, other=0)
+    if PAPER:  # shifted rewards s = r - m + delta have the raw std
+        cv = std / (tl.abs(mean - reward_min + delta) + delta)
+    else:
+        cv = std / (tl.abs(mean - reward_min) + official_eps)
+    cv = tl.where(live, cv, 0)
+    cv_sum = tl.sum(cv, 0)
+    ones = tl.where(live, 1.0, 0.0).to(tl.float64)
+    if not DYNAMIC:
+        weights = ones
+    elif PAPER:
+        share = tl.where(cv_sum < delta, ones / K, cv / tl.maximum(cv_sum, delta))
+        weights = share * K if GDPO else share
+    else:
+        weights = K * cv / (cv_sum + official_eps)
+    return weights, cv, std, weights * alpha
+
+
+@triton.jit
+def store_summary(summary_ptr, K, weights, cv, mean, std, BLOCK_K: tl.constexpr):
+    keys = tl.arange(0, BLOCK_K)
+    live = keys < K
+    tl.store(summary_ptr + WEIGHTS_ROW * K + keys, weights, mask=live)
+    tl.store(summary_ptr + CV_ROW * K + keys, cv, mask=live)
+    tl.store(summary_ptr + MEAN_ROW * K + keys, mean, mask=live)
+    tl.store(summary_ptr + STD_ROW * K + keys, std, mask=live)
+
+
+@triton.jit
+def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, N, K, PAPER: tl.constexpr,
+          DYNAMIC: tl.constexpr, GDPO: tl.constexpr, CHUNK: tl.constexpr, BLOCK_K: tl.constexpr):
+    """docs/spec.md Step 1 in every statistics program (the same bits in each); program 0 stores the summary and
+    the first non-finite reward. Returns coef = weight * alpha (BLOCK_K,) float64."""
+    count, mean, m2, high, low, first_bad = batch_statistics(rewards_ptr, stride_n, stride_k, N, K, CHUNK, BLOCK_K)
+    weights, cv, std, coef = saw_weights(count, mean, m2, high, low, consts_ptr, K, PAPER, DYNAMIC, GDPO, BLOCK_K)
+    if tl.program_id(0) == 0:
+        store_summary(summary_ptr, K, weights, cv, mean, std, BLOCK_K)
+        tl.store(status_ptr + FIRST_BAD, first_bad.to(tl.float64))
+    return coef
+
+
+@triton.jit
+def _maximum(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def last_row(values, is_last):
+    """The row of `values` (CHUNK, ...) where is_last (CHUNK, 1) holds, exactly (a max over one value)."""
+    return tl.max(tl.where(is_last, values, float("-inf")), 0)
+
+
+@triton.jit
+def _segmented_moments(fa, na, ma, qa, ha, la, fb, nb, mb, qb, hb, lb):
+    """Scan step over (starts a run, count, mean, M2, max, min): b restarts the summary where it starts a run."""
+    n, mean, m2 = merge_moments(na, ma, qa, nb, mb, qb)
+    return (fa | fb, tl.where(fb, nb, n), tl.where(fb, mb, mean), tl.where(fb, qb, m2),
+            tl.where(fb, hb, tl.maximum(ha, hb)), tl.where(fb, lb, tl.minimum(la, lb)))
+
+
+@triton.jit
+def runs(ids_ptr, start, N, first_before, CHUNK: tl.constexpr):
+    """Sorted positions [start, start + CHUNK) -> (positions, inside, first, ends, descents) (CHUNK,): where each
+    position's run of equal ids starts (first_before for a run begun before `start`), which positions end a run,
+    and where the ids descend (only possible when the caller's order was taken on trust)."""
+    positions = start + tl.arange(0, CHUNK).to(tl.int64)
+    inside = positions < N
+    ids = tl.load(ids_ptr + positions, mask=inside, other=0)
+    before = tl.load(ids_ptr + positions - 1, mask=inside & (positions > 0), other=0)
+    after = tl.load(ids_ptr + positions + 1, mask=positions + 1 < N, other=0)
+    starts = inside & ((positions == 0) | (ids != before))
+    first = tl.maximum(tl.associative_scan(tl.where(starts, positions, -1), 0, _maximum), first_before)
+    ends = inside & ((positions + 1 == N) | (ids != after))
+    return positions, inside, first, ends, inside & (positions > 0) & (ids < before)
+
+
+@triton.jit
+def row_values(rewards_ptr, stride_n, stride_k, rows, inside, coef, K, GDPO: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The values z-scored within groups, (R, C) float64 for `rows` (R,): GDPO each reward (C = BLOCK_K, Step 2b),
+    GRPO the weighted sum R = sum_k coef_k r_k (C = 1, Step 2a)."""
+    keys = tl.arange(0, BLOCK_K)
+    take = inside[:, None] & (keys < K)[None, :]
+    x = tl.load(rewards_ptr + rows[:, None] * stride_n + keys[None, :] * stride_k, mask=take, other=0).to(tl.float64)
+    if GDPO:
+        values = x
+    else:
+        values = tl.sum(x * coef[None, :], 1)[:, None]
+    return values
+
+
+@triton.jit
+def group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, out_ptr, scratch_ptr, coef, N, K,
+                  BLOCK, NORM_BY_STD: tl.constexpr, SORTED: tl.constexpr, GDPO: tl.constexpr, CHUNK: tl.constexpr,
+                  BLOCK_K: tl.constexpr):
+    """docs/spec.md Step 2a / 2b within groups, for the runs this program owns (those starting in its block of
+    BLOCK sorted positions). GRPO: out (N,) float32 = z(R); GDPO: out (N,) float64 = S = sum_k coef_k z(r_k).
+    Conventions: a run of one row gives x / (1 + eps), a constant run (max == min) exactly 0, NORM_BY_STD False
+    drops the division by (std + eps). Returns 1 where the ids it read descend, else 0.
+
+    Pass 1 scans the owned positions in steps of CHUNK (a segmented Chan scan, the open run carried from one step
+    to the next) and stores each run's (mean, divisor) per column at the run's first position; pass 2 reads them
+    back: z = (x - mean) / divisor (divisor +inf for a constant run).
+    """
+    C: tl.constexpr = BLOCK_K if GDPO else 1
+    columns = tl.arange(0, C)
+    block_start = tl.program_id(0).to(tl.int64) * BLOCK
+    block_end = block_start + BLOCK
+    epsilon = tl.load(consts_ptr + EPSILON)
+    last_position = tl.arange(0, CHUNK) == CHUNK - 1
+    is_last = last_position[:, None]
+    count = tl.zeros((C,), tl.float64)
+    mean = tl.zeros((C,), tl.float64)
+    m2 = tl.zeros((C,), tl.float64)
+    high = tl.full((C,), float("-inf"), tl.float64)
+    low = tl.full((C,), float("inf"), tl.float64)
+    first_before = tl.full((), -1, tl.int64)  # where the run open at `start` began; -1: before this block
+    descended = 0
+    open_owned = block_start >= 0
+    start = block_start
+    while (start < N) & ((start < block_end) | open_owned):
+        positions, inside, first, ends, descents = runs(ids_ptr, start, N, first_before, CHUNK)
+        owned = inside & (first >= block_start) & (first < block_end)
+        rows = positions if SORTED else tl.load(order_ptr + positions, mask=inside, other=0)
+        x = row_values(rewards_ptr, stride_n, stride_k, rows, inside, coef, K, GDPO, BLOCK_K)
+        starts = tl.broadcast_to((first == positions)[:, None], x.shape)
+        one = tl.where(inside[:, None], 1.0, 0.0).to(tl.float64) + tl.zeros_like(x)
+        zero = tl.zeros_like(x)
+        top = tl.where(inside[:, None], x, float("-inf"))
+        bottom = tl.where(inside[:, None], x, float("inf"))
+        carried = merge_moments(count, mean, m2, one, x, zero)  # the open run, continued
+        seed = (tl.arange(0, CHUNK) == 0)[:, None] & ~starts
+        _, n, mu, q, hi, lo = tl.associative_scan(
+            (starts, tl.where(seed, carried[0], one), tl.where(seed, carried[1], x), tl.where(seed, carried[2], zero),
+             tl.where(seed, tl.maximum(high, top), top), tl.where(seed, tl.minimum(low, bottom), bottom)), 0,
+            _segmented_moments)
+        if NORM_BY_STD:
+            divisor = tl.where(n == 1, 1 + epsilon, tl.sqrt(q / tl.maximum(n - 1, 1)) + epsilon)
+        else:
+            divisor = tl.full(x.shape, 1.0, tl.float64)
+        divisor = tl.where((hi == lo) & (n > 1), float("inf"), divisor)
+        where = scratch_ptr + (first * 2 * C)[:, None] + columns[None, :]
+        keep = tl.broadcast_to((ends & owned)[:, None], x.shape)
+        tl.store(where, tl.where(n == 1, 0, mu), mask=keep)
+        tl.store(where + C, divisor, mask=keep)
+        count, mean, m2 = last_row(n, is_last), last_row(mu, is_last), last_row(q, is_last)
+        high, low = last_row(hi, is_last), last_row(lo, is_last)
+        last_first = tl.max(first, 0)
+        run_ends = tl.max(tl.where(last_position & ends, 1, 0), 0) == 1
+        open_owned = ~run_ends & (last_first >= block_start) & (last_first < block_end)
+        first_before = last_first
+        descended = tl.maximum(descended, tl.max((descents & owned).to(tl.int32), 0))
+        start += CHUNK
+    stop = start
+    tl.debug_barrier()  # pass 1's stores of this program, read back by its other threads
+    keys = tl.arange(0, BLOCK_K)
+    first_before = tl.full((), -1, tl.int64)
+    start = block_start
+    while start < stop:
+        positions, inside, first, _, _ = runs(ids_ptr, start, N, first_before, CHUNK)
+        owned = inside & (first >= block_start) & (first < block_end)
+        rows = positions if SORTED else tl.load(order_ptr + positions, mask=inside, other=0)
+        x = row_values(rewards_ptr, stride_n, stride_k, rows, inside, coef, K, GDPO, BLOCK_K)
+        where = scratch_ptr + (first * 2 * C)[:, None] + columns[None, :]
+        take = tl.broadcast_to(owned[:, None], x.shape)
+        z = (x - tl.load(where, mask=take, other=0)) / tl.load(where + C, mask=take, other=1)
+        if GDPO:
+            tl.store(out_ptr + rows, tl.sum(tl.where((keys < K)[None, :], z * coef[None, :], 0), 1), mask=owned)
+        else:
+            tl.store(out_ptr + rows, tl.sum(z, 1).to(tl.float32), mask=owned)
+        first_before = tl.max(first, 0)
+        start += CHUNK
+    return descended
