@@ -6,12 +6,32 @@ torch.sort of the group ids unless the caller says they are non-decreasing. What
 and the z-scores within groups, float64) and ``common`` (the layouts, the launch plan, the one streaming write);
 ``naive`` is the float64 torch reference of both. saw_verl.triton_backend validates, builds the constants, reads
 the status words and raises SawInputError.
+
+The names below load on first use (PEP 562), so importing this package needs no triton: in a checkout, the
+folder is also importable as a top-level ``kernels``, a name other libraries probe for (transformers imports
+``kernels`` to read its version when it finds one on the path).
 """
 
-from .common import FIRST_BAD, SUMMARY, TOKENS, UNSORTED_AT, constants_vector
-from .gdpo import gdpo_advantages
-from .grpo import grpo_advantages
-from .naive import naive_gdpo, naive_grpo
+from __future__ import annotations
 
-__all__ = ["FIRST_BAD", "SUMMARY", "TOKENS", "UNSORTED_AT", "constants_vector", "gdpo_advantages", "grpo_advantages",
-           "naive_gdpo", "naive_grpo"]
+import importlib
+
+_EXPORTS = {
+    "FIRST_BAD": ".common", "SUMMARY": ".common", "TOKENS": ".common", "UNSORTED_AT": ".common",
+    "constants_vector": ".common", "gdpo_advantages": ".gdpo", "grpo_advantages": ".grpo", "naive_gdpo": ".naive",
+    "naive_grpo": ".naive",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -20,7 +20,8 @@ DELTA = tl.constexpr(0)
 EPSILON = tl.constexpr(1)
 OFFICIAL_EPS = tl.constexpr(2)
 WHITEN_EPS = tl.constexpr(3)
-SCALARS = tl.constexpr(4)
+HISTORY_DECAY = tl.constexpr(4)
+SCALARS = tl.constexpr(5)
 REWARD_MIN_ROW = tl.constexpr(0)
 STATIC_WEIGHT_ROW = tl.constexpr(1)
 
@@ -32,12 +33,16 @@ STATIC_WEIGHT_ROW = tl.constexpr(1)
 FIRST_BAD = tl.constexpr(0)
 TOKENS = tl.constexpr(1)
 UNSORTED_AT = tl.constexpr(2)
-SUMMARY = ("weights", "cv", "mean", "std")  # rows of the summary
+SUMMARY = ("weights", "cv", "mean", "std", "batch_cv")  # rows of the summary
 SUMMARY_ROWS = tl.constexpr(len(SUMMARY))
 WEIGHTS_ROW = tl.constexpr(0)
 CV_ROW = tl.constexpr(1)
 MEAN_ROW = tl.constexpr(2)
 STD_ROW = tl.constexpr(3)
+BATCH_CV_ROW = tl.constexpr(4)
+# A history pool (docs/spec.md, "History"): (POOL_ROWS, K) float64, rows weight, mean, M2, low, high; read from the
+# caller's tensor, the pool with this batch merged in written to a new (POOL_ROWS, K) tensor.
+POOL_ROWS = 5
 
 # The one launch geometry. Statistics kernels: STATS_WARPS warps, at most MAX_STATS_PROGRAMS programs (each reads the
 # whole batch of rewards once for Step 1), tiles of BATCH_TILE elements for Step 1 and GROUP_TILE for the groups.
@@ -57,10 +62,10 @@ VECTOR_BYTES = 16
 WARP_THREADS = 32
 
 
-def constants_vector(delta: float, epsilon: float, official_eps: float, whiten_eps: float,
+def constants_vector(delta: float, epsilon: float, official_eps: float, whiten_eps: float, history_decay: float,
                      reward_min, static_weights) -> list[float]:
     """The values of the constants vector, in layout order (the caller makes the device tensor)."""
-    return [delta, epsilon, official_eps, whiten_eps, *reward_min, *static_weights]
+    return [delta, epsilon, official_eps, whiten_eps, history_decay, *reward_min, *static_weights]
 
 
 def cdiv(a: int, b: int) -> int:

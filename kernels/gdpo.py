@@ -44,9 +44,9 @@ def count_tokens(mask_ptr, stride_n, stride_l, tokens_ptr, N, L, tile, FLOAT_MAS
 
 @triton.jit(do_not_specialize=["N", "K", "BLOCK", "PROGRAMS"])  # sizes: no recompile per batch (L is: alignment)
 def _gdpo_stats_kernel(
-    rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, ws_ptr, mask_ptr, mask_stride_n, mask_stride_l,
-    N, K, L, BLOCK, PROGRAMS,
-    PAPER: tl.constexpr, DYNAMIC: tl.constexpr, NORM_BY_STD: tl.constexpr, SORTED: tl.constexpr,
+    rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, ws_ptr, pool_ptr, pool_out_ptr, mask_ptr,
+    mask_stride_n, mask_stride_l, N, K, L, BLOCK, PROGRAMS,
+    PAPER: tl.constexpr, DYNAMIC: tl.constexpr, NORM_BY_STD: tl.constexpr, SORTED: tl.constexpr, HISTORY: tl.constexpr,
     BATCH_CHUNK: tl.constexpr, GROUP_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr, FLOAT_MASK: tl.constexpr,
     TOKEN_ROWS: tl.constexpr, TOKEN_COLS: tl.constexpr,
 ):
@@ -57,8 +57,8 @@ def _gdpo_stats_kernel(
     _, status, summary, scratch, scores = workspace_regions(ws_ptr, N, K, PROGRAMS, BLOCK_K)
     program = tl.program_id(0)
     if program < PROGRAMS:
-        coef = step1(rewards_ptr, stride_n, stride_k, consts_ptr, status, summary, N, K, PAPER, DYNAMIC, True,
-                     BATCH_CHUNK, BLOCK_K)
+        coef = step1(rewards_ptr, stride_n, stride_k, consts_ptr, status, summary, pool_ptr, pool_out_ptr, N, K,
+                     PAPER, DYNAMIC, True, HISTORY, BATCH_CHUNK, BLOCK_K)
         descended = group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, scores, scratch,
                                   coef, N, K, BLOCK, NORM_BY_STD, SORTED, True, GROUP_CHUNK, BLOCK_K)
         tl.store(status + UNSORTED_AT + program, descended.to(tl.float64))
@@ -102,7 +102,8 @@ def _gdpo_whiten_kernel(consts_ptr, ws_ptr, N, K, BLOCK, PROGRAMS, CHUNK: tl.con
 
 def gdpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, constants: torch.Tensor,
-    preset: str, dynamic: bool, norm_by_std: bool, ids_sorted: bool = False,
+    preset: str, dynamic: bool, norm_by_std: bool, ids_sorted: bool = False, pool: torch.Tensor | None = None,
+    pool_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """SAW GDPO advantages on the inputs' device, no host sync.
 
@@ -110,10 +111,12 @@ def gdpo_advantages(
         rewards: (N, K) float, any float dtype and strides; N >= 2.
         group_ids: (N,) integer, any values; ids_sorted: the caller says they are non-decreasing (no sort; checked).
         response_mask: (N, L), L >= 1, any dtype and strides.
-        constants: (4 + 2K,) float64 on the device (common.constants_vector).
+        constants: (5 + 2K,) float64 on the device (common.constants_vector).
         preset: "paper" or "official"; dynamic, norm_by_std: docs/spec.md Step 1 / Conventions.
+        pool, pool_out: as grpo.grpo_advantages.
     Returns:
-        advantages (N, L) float32; summary (4, K) float64 rows weights / cv / mean / std; status words float64
+        advantages (N, L) float32; summary (common.SUMMARY_ROWS, K) float64 rows weights / cv / mean / std /
+        batch_cv; status words float64
         (common: FIRST_BAD, TOKENS = M, then from UNSORTED_AT one word per statistics program). Read the status
         before trusting the rest: a descent means ids_sorted was wrong, M < 2 that the whitening is undefined.
     """
@@ -122,9 +125,9 @@ def gdpo_advantages(
     shape = plan(n, length, k, response_mask.element_size(), True, vector_rows(response_mask))
     workspace, advantages, ids, order = allocate(rewards, group_ids, response_mask, shape, ids_sorted)
     _gdpo_stats_kernel[(shape.programs + shape.token_programs,)](
-        rewards, rewards.stride(0), rewards.stride(1), ids, order, constants, workspace, response_mask,
+        rewards, rewards.stride(0), rewards.stride(1), ids, order, constants, workspace, pool, pool_out, response_mask,
         response_mask.stride(0), response_mask.stride(1), n, k, length, shape.block, shape.programs,
-        PAPER=preset == "paper", DYNAMIC=dynamic, NORM_BY_STD=norm_by_std, SORTED=ids_sorted,
+        PAPER=preset == "paper", DYNAMIC=dynamic, NORM_BY_STD=norm_by_std, SORTED=ids_sorted, HISTORY=pool is not None,
         BATCH_CHUNK=shape.batch_chunk, GROUP_CHUNK=shape.group_chunk, BLOCK_K=shape.block_k,
         FLOAT_MASK=response_mask.dtype.is_floating_point, TOKEN_ROWS=shape.token_rows, TOKEN_COLS=shape.token_cols,
         num_warps=STATS_WARPS, enable_fp_fusion=False,

@@ -19,16 +19,16 @@ from .statistics import group_zscores, step1
 
 @triton.jit(do_not_specialize=["N", "K", "BLOCK"])  # sizes: no recompile per batch
 def _grpo_stats_kernel(
-    rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, ws_ptr, N, K, BLOCK,
+    rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, ws_ptr, pool_ptr, pool_out_ptr, N, K, BLOCK,
     PAPER: tl.constexpr, DYNAMIC: tl.constexpr, NORM_BY_STD: tl.constexpr, SORTED: tl.constexpr,
-    BATCH_CHUNK: tl.constexpr, GROUP_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr,
+    HISTORY: tl.constexpr, BATCH_CHUNK: tl.constexpr, GROUP_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Program p: Step 1 (program 0 stores the summary and the first non-finite reward), then v = z(R) (N,) float32
     for the rows of the runs that start in sorted positions [p * BLOCK, (p + 1) * BLOCK); status word
     UNSORTED_AT + p: 1 if the ids it read descend (SORTED: the caller's order was wrong)."""
     values, status, summary, scratch, _ = workspace_regions(ws_ptr, N, K, tl.num_programs(0), 1)
-    coef = step1(rewards_ptr, stride_n, stride_k, consts_ptr, status, summary, N, K, PAPER, DYNAMIC, False,
-                 BATCH_CHUNK, BLOCK_K)
+    coef = step1(rewards_ptr, stride_n, stride_k, consts_ptr, status, summary, pool_ptr, pool_out_ptr, N, K, PAPER,
+                 DYNAMIC, False, HISTORY, BATCH_CHUNK, BLOCK_K)
     descended = group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, values, scratch, coef,
                               N, K, BLOCK, NORM_BY_STD, SORTED, False, GROUP_CHUNK, BLOCK_K)
     tl.store(status + UNSORTED_AT + tl.program_id(0), descended.to(tl.float64))
@@ -36,7 +36,8 @@ def _grpo_stats_kernel(
 
 def grpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, constants: torch.Tensor,
-    preset: str, dynamic: bool, norm_by_std: bool, ids_sorted: bool = False,
+    preset: str, dynamic: bool, norm_by_std: bool, ids_sorted: bool = False, pool: torch.Tensor | None = None,
+    pool_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """SAW GRPO advantages on the inputs' device, no host sync.
 
@@ -44,10 +45,13 @@ def grpo_advantages(
         rewards: (N, K) float, any float dtype and strides; N >= 2.
         group_ids: (N,) integer, any values; ids_sorted: the caller says they are non-decreasing (no sort; checked).
         response_mask: (N, L), any dtype and strides.
-        constants: (4 + 2K,) float64 on the device (common.constants_vector).
+        constants: (5 + 2K,) float64 on the device (common.constants_vector).
         preset: "paper" or "official"; dynamic, norm_by_std: docs/spec.md Step 1 / Conventions.
+        pool, pool_out: a history pool (common.POOL_ROWS, K) float64 on the device, and where the pool with this
+            batch merged in is written (same shape); None: this batch alone (docs/spec.md, "History").
     Returns:
-        advantages (N, L) float32; summary (4, K) float64 rows weights / cv / mean / std; status words float64
+        advantages (N, L) float32; summary (common.SUMMARY_ROWS, K) float64 rows weights / cv / mean / std /
+        batch_cv; status words float64
         (common: FIRST_BAD, then from UNSORTED_AT one word per statistics program, 1 where the ids descend).
         Read the status before trusting the rest: a descent means ids_sorted was wrong, so is everything else.
     """
@@ -55,8 +59,9 @@ def grpo_advantages(
     shape = plan(n, response_mask.shape[1], k, response_mask.element_size(), False)
     workspace, advantages, ids, order = allocate(rewards, group_ids, response_mask, shape, ids_sorted)
     _grpo_stats_kernel[(shape.programs,)](
-        rewards, rewards.stride(0), rewards.stride(1), ids, order, constants, workspace, n, k, shape.block,
-        PAPER=preset == "paper", DYNAMIC=dynamic, NORM_BY_STD=norm_by_std, SORTED=ids_sorted,
+        rewards, rewards.stride(0), rewards.stride(1), ids, order, constants, workspace, pool, pool_out, n, k,
+        shape.block, PAPER=preset == "paper", DYNAMIC=dynamic, NORM_BY_STD=norm_by_std, SORTED=ids_sorted,
+        HISTORY=pool is not None,
         BATCH_CHUNK=shape.batch_chunk, GROUP_CHUNK=shape.group_chunk, BLOCK_K=shape.block_k,
         num_warps=STATS_WARPS, enable_fp_fusion=False,
     )

@@ -11,7 +11,7 @@ from .common import SCALARS
 
 def unpack(constants, k: int):
     """The constants vector (common.constants_vector layout) -> (delta, epsilon, official_eps, whiten_eps,
-    reward_min (K,), alpha (K,))."""
+    history_decay, reward_min (K,), alpha (K,))."""
     values = [float(c) for c in constants]
     per_key = torch.tensor(values[SCALARS:], dtype=torch.float64)
     return (*values[:SCALARS], per_key[:k], per_key[k:2 * k])
@@ -20,7 +20,7 @@ def unpack(constants, k: int):
 def naive_weights(rewards: torch.Tensor, constants, preset: str, dynamic: bool, gdpo: bool):
     """rewards (N, K) float64 -> (weights, cv, mean, std) (K,) float64 (docs/spec.md Step 1)."""
     k = rewards.shape[1]
-    delta, _, official_eps, _, reward_min, _ = unpack(constants, k)
+    delta, _, official_eps, _, _, reward_min, _ = unpack(constants, k)
     mean = rewards.mean(0)
     std = rewards.std(0)
     std[rewards.amax(0) == rewards.amin(0)] = 0.0  # a constant key: exactly 0
@@ -60,19 +60,21 @@ def _advantages(row_values: torch.Tensor, response_mask: torch.Tensor) -> torch.
 
 
 def naive_grpo(rewards, group_ids, response_mask, constants, preset, dynamic, norm_by_std, ids_sorted=False):
-    """As grpo.grpo_advantages (ids_sorted changes nothing here) -> (advantages (N, L) float32, summary (4, K))."""
+    """As grpo.grpo_advantages without a history pool (ids_sorted changes nothing here) -> (advantages (N, L) float32,
+    summary (5, K): weights, cv, mean, std, batch_cv = cv)."""
     rewards = rewards.double().cpu()
-    _, epsilon, _, _, _, alpha = unpack(constants, rewards.shape[1])
+    _, epsilon, _, _, _, _, alpha = unpack(constants, rewards.shape[1])
     weights, cv, mean, std = naive_weights(rewards, constants, preset, dynamic, gdpo=False)
     summed = (rewards * (weights * alpha)).sum(1, keepdim=True)
     z = naive_group_zscores(summed, group_ids.cpu(), epsilon, norm_by_std)[:, 0]
-    return _advantages(z, response_mask.cpu()), torch.stack([weights, cv, mean, std])
+    return _advantages(z, response_mask.cpu()), torch.stack([weights, cv, mean, std, cv])
 
 
 def naive_gdpo(rewards, group_ids, response_mask, constants, preset, dynamic, norm_by_std, ids_sorted=False):
-    """As gdpo.gdpo_advantages -> (advantages (N, L) float32, summary (4, K)); M < 2 tokens: ValueError."""
+    """As gdpo.gdpo_advantages without a history pool -> (advantages (N, L) float32, summary (5, K) as naive_grpo);
+    M < 2 tokens: ValueError."""
     rewards = rewards.double().cpu()
-    _, epsilon, _, whiten_eps, _, alpha = unpack(constants, rewards.shape[1])
+    _, epsilon, _, whiten_eps, _, _, alpha = unpack(constants, rewards.shape[1])
     weights, cv, mean, std = naive_weights(rewards, constants, preset, dynamic, gdpo=True)
     z = naive_group_zscores(rewards, group_ids.cpu(), epsilon, norm_by_std)
     scores = (z * (weights * alpha)).sum(1)
@@ -83,4 +85,4 @@ def naive_gdpo(rewards, group_ids, response_mask, constants, preset, dynamic, no
     whitened_mean = (tokens * scores).sum() / total
     variance = (tokens * (scores - whitened_mean) ** 2).sum() / (total - 1)
     whitened = (scores - whitened_mean) / (variance + whiten_eps).sqrt()
-    return _advantages(whitened, response_mask.cpu()), torch.stack([weights, cv, mean, std])
+    return _advantages(whitened, response_mask.cpu()), torch.stack([weights, cv, mean, std, cv])

@@ -20,8 +20,8 @@ import triton
 import triton.language as tl
 
 from .common import (
-    CV_ROW, DELTA, EPSILON, FIRST_BAD, MEAN_ROW, OFFICIAL_EPS, REWARD_MIN_ROW, SCALARS, STATIC_WEIGHT_ROW, STD_ROW,
-    WEIGHTS_ROW,
+    BATCH_CV_ROW, CV_ROW, DELTA, EPSILON, FIRST_BAD, HISTORY_DECAY, MEAN_ROW, OFFICIAL_EPS, REWARD_MIN_ROW, SCALARS,
+    STATIC_WEIGHT_ROW, STD_ROW, WEIGHTS_ROW,
 )
 
 
@@ -85,22 +85,32 @@ def batch_statistics(rewards_ptr, stride_n, stride_k, N, K, CHUNK: tl.constexpr,
 
 
 @triton.jit
-def saw_weights(count, mean, m2, high, low, consts_ptr, K, PAPER: tl.constexpr, DYNAMIC: tl.constexpr,
-                GDPO: tl.constexpr, BLOCK_K: tl.constexpr):
-    """docs/spec.md Step 1, second half: from the per-key statistics (BLOCK_K,) float64 -> (weights, cv, std,
-    coef = weight * alpha) (BLOCK_K,) float64, 0 past K. Float64 reference: naive.naive_weights."""
+def coefficient_of_variation(count, mean, m2, high, low, consts_ptr, K, PAPER: tl.constexpr, BLOCK_K: tl.constexpr):
+    """docs/spec.md Step 1: per-key (count or pool weight, mean, M2, max, min) (BLOCK_K,) float64 -> (cv, std): the
+    std over count - 1, exactly 0 where every value was the same (max == min) or the count is 1 or less; the CV of
+    the shifted reward, 0 past K."""
     keys = tl.arange(0, BLOCK_K)
     live = keys < K
-    std = tl.where(high == low, 0, tl.sqrt(m2 / tl.maximum(count - 1, 1)))  # a constant key: exactly 0
-    delta = tl.load(consts_ptr + DELTA)
-    official_eps = tl.load(consts_ptr + OFFICIAL_EPS)
+    spread = (high > low) & (count > 1)
+    std = tl.where(spread, tl.sqrt(m2 / tl.maximum(count - 1, 1)), 0)
     reward_min = tl.load(consts_ptr + SCALARS + REWARD_MIN_ROW * K + keys, mask=live, other=0)
-    alpha = tl.load(consts_ptr + SCALARS + STATIC_WEIGHT_ROW * K + keys, mask=live, other=0)
     if PAPER:  # shifted rewards s = r - m + delta have the raw std
+        delta = tl.load(consts_ptr + DELTA)
         cv = std / (tl.abs(mean - reward_min + delta) + delta)
     else:
-        cv = std / (tl.abs(mean - reward_min) + official_eps)
-    cv = tl.where(live, cv, 0)
+        cv = std / (tl.abs(mean - reward_min) + tl.load(consts_ptr + OFFICIAL_EPS))
+    return tl.where(live & spread, cv, 0), std
+
+
+@triton.jit
+def saw_weights(cv, consts_ptr, K, PAPER: tl.constexpr, DYNAMIC: tl.constexpr, GDPO: tl.constexpr,
+                BLOCK_K: tl.constexpr):
+    """docs/spec.md Step 1, the weights: cv (BLOCK_K,) float64 -> (weights, coef = weight * alpha) (BLOCK_K,)
+    float64, 0 past K. Float64 reference: naive.naive_weights."""
+    keys = tl.arange(0, BLOCK_K)
+    live = keys < K
+    delta = tl.load(consts_ptr + DELTA)
+    alpha = tl.load(consts_ptr + SCALARS + STATIC_WEIGHT_ROW * K + keys, mask=live, other=0)
     cv_sum = tl.sum(cv, 0)
     ones = tl.where(live, 1.0, 0.0).to(tl.float64)
     if not DYNAMIC:
@@ -109,29 +119,73 @@ def saw_weights(count, mean, m2, high, low, consts_ptr, K, PAPER: tl.constexpr, 
         share = tl.where(cv_sum < delta, ones / K, cv / tl.maximum(cv_sum, delta))
         weights = share * K if GDPO else share
     else:
-        weights = K * cv / (cv_sum + official_eps)
-    return weights, cv, std, weights * alpha
+        weights = K * cv / (cv_sum + tl.load(consts_ptr + OFFICIAL_EPS))
+    return weights, weights * alpha
 
 
 @triton.jit
-def store_summary(summary_ptr, K, weights, cv, mean, std, BLOCK_K: tl.constexpr):
+def merge_pool(pool_ptr, consts_ptr, count, mean, m2, high, low, K, BLOCK_K: tl.constexpr):
+    """docs/spec.md, "History": the pool (weight W, mean M, M2 S, low, high) at pool_ptr, decayed by beta and merged
+    with this batch's (count c, mean m, M2 Q, max, min) (BLOCK_K,) float64 -> the new pool's five (BLOCK_K,).
+    W' = beta W + c, M' = (beta W M + c m) / W', S' = beta S + Q + (beta W c / W') (m - M)^2; a pool with no weight
+    left takes the batch as it is. Float64 reference: saw_verl.weights.merge_pool (the same operations)."""
     keys = tl.arange(0, BLOCK_K)
     live = keys < K
-    tl.store(summary_ptr + WEIGHTS_ROW * K + keys, weights, mask=live)
-    tl.store(summary_ptr + CV_ROW * K + keys, cv, mask=live)
-    tl.store(summary_ptr + MEAN_ROW * K + keys, mean, mask=live)
-    tl.store(summary_ptr + STD_ROW * K + keys, std, mask=live)
+    decay = tl.load(consts_ptr + HISTORY_DECAY)
+    weight = tl.load(pool_ptr + keys, mask=live, other=0)
+    pool_mean = tl.load(pool_ptr + K + keys, mask=live, other=0)
+    pool_m2 = tl.load(pool_ptr + 2 * K + keys, mask=live, other=0)
+    pool_low = tl.load(pool_ptr + 3 * K + keys, mask=live, other=float("inf"))
+    pool_high = tl.load(pool_ptr + 4 * K + keys, mask=live, other=float("-inf"))
+    kept = decay * weight
+    merged = kept + count
+    fresh = kept == 0
+    unscored = count == 0
+    gap = mean - pool_mean
+    new_mean = tl.where(fresh, mean, tl.where(unscored, pool_mean, (kept * pool_mean + count * mean) / merged))
+    new_m2 = tl.where(fresh, m2, tl.where(unscored, decay * pool_m2,
+                                           decay * pool_m2 + m2 + kept * count / merged * gap * gap))
+    new_low = tl.where(fresh, low, tl.minimum(pool_low, low))
+    new_high = tl.where(fresh, high, tl.maximum(pool_high, high))
+    return merged, new_mean, new_m2, new_low, new_high
 
 
 @triton.jit
-def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, N, K, PAPER: tl.constexpr,
-          DYNAMIC: tl.constexpr, GDPO: tl.constexpr, CHUNK: tl.constexpr, BLOCK_K: tl.constexpr):
-    """docs/spec.md Step 1 in every statistics program (the same bits in each); program 0 stores the summary and
-    the first non-finite reward. Returns coef = weight * alpha (BLOCK_K,) float64."""
+def store_row(out_ptr, row, K, values, BLOCK_K: tl.constexpr):
+    """values (BLOCK_K,) -> row `row` of out (rows, K)."""
+    keys = tl.arange(0, BLOCK_K)
+    tl.store(out_ptr + row * K + keys, values, mask=keys < K)
+
+
+@triton.jit
+def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, pool_ptr, pool_out_ptr, N, K,
+          PAPER: tl.constexpr, DYNAMIC: tl.constexpr, GDPO: tl.constexpr, HISTORY: tl.constexpr,
+          CHUNK: tl.constexpr, BLOCK_K: tl.constexpr):
+    """docs/spec.md Step 1 in every statistics program (the same bits in each); program 0 stores the summary, the
+    first non-finite reward and (HISTORY) the new pool at pool_out_ptr. HISTORY: the CVs and weights are the pool's
+    at pool_ptr with this batch merged in. Returns coef = weight * alpha (BLOCK_K,) float64."""
     count, mean, m2, high, low, first_bad = batch_statistics(rewards_ptr, stride_n, stride_k, N, K, CHUNK, BLOCK_K)
-    weights, cv, std, coef = saw_weights(count, mean, m2, high, low, consts_ptr, K, PAPER, DYNAMIC, GDPO, BLOCK_K)
+    batch_cv, std = coefficient_of_variation(count, mean, m2, high, low, consts_ptr, K, PAPER, BLOCK_K)
+    if HISTORY:
+        weight, pool_mean, pool_m2, pool_low, pool_high = merge_pool(pool_ptr, consts_ptr, count, mean, m2, high, low,
+                                                                      K, BLOCK_K)
+        cv, _ = coefficient_of_variation(weight, pool_mean, pool_m2, pool_high, pool_low, consts_ptr, K, PAPER,
+                                         BLOCK_K)
+    else:
+        cv = batch_cv
+    weights, coef = saw_weights(cv, consts_ptr, K, PAPER, DYNAMIC, GDPO, BLOCK_K)
     if tl.program_id(0) == 0:
-        store_summary(summary_ptr, K, weights, cv, mean, std, BLOCK_K)
+        store_row(summary_ptr, WEIGHTS_ROW, K, weights, BLOCK_K)
+        store_row(summary_ptr, CV_ROW, K, cv, BLOCK_K)
+        store_row(summary_ptr, MEAN_ROW, K, mean, BLOCK_K)
+        store_row(summary_ptr, STD_ROW, K, std, BLOCK_K)
+        store_row(summary_ptr, BATCH_CV_ROW, K, batch_cv, BLOCK_K)
+        if HISTORY:  # rows of common.POOL_ROWS
+            store_row(pool_out_ptr, 0, K, weight, BLOCK_K)
+            store_row(pool_out_ptr, 1, K, pool_mean, BLOCK_K)
+            store_row(pool_out_ptr, 2, K, pool_m2, BLOCK_K)
+            store_row(pool_out_ptr, 3, K, pool_low, BLOCK_K)
+            store_row(pool_out_ptr, 4, K, pool_high, BLOCK_K)
         tl.store(status_ptr + FIRST_BAD, first_bad.to(tl.float64))
     return coef
 

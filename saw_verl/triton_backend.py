@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from typing import Optional
 
 import torch
 
@@ -25,10 +26,11 @@ HOST_SYNCS = 1
 
 @functools.lru_cache(maxsize=64)
 def device_constants(cfg: SawConfig, device: torch.device) -> torch.Tensor:
-    """(4 + 2K,) float64 on `device` (saw_verl.kernels.constants_vector layout); copied once, then cached."""
+    """(5 + 2K,) float64 on `device` (saw_verl.kernels.constants_vector layout); copied once, then cached."""
     from saw_verl.kernels import constants_vector
 
-    values = constants_vector(cfg.delta, cfg.epsilon, OFFICIAL_EPS, WHITEN_EPS, cfg.reward_min, cfg.static_weights)
+    values = constants_vector(cfg.delta, cfg.epsilon, OFFICIAL_EPS, WHITEN_EPS, cfg.history_decay, cfg.reward_min,
+                              cfg.static_weights)
     return torch.tensor(values, dtype=torch.float64, device=device)
 
 
@@ -41,10 +43,12 @@ def _kernels():
 
 def triton_saw_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig,
-    ids_sorted: bool = False,
+    ids_sorted: bool = False, pool: Optional[torch.Tensor] = None,
 ) -> SawResult:
     """rewards (N, K) float, group_ids (N,) integer (any values; ids_sorted: non-decreasing, checked on the
     device), response_mask (N, L); shapes and devices checked by saw_verl.advantages.check_shapes -> SawResult.
+    pool: (5, K) float64 history pool of the earlier steps on the device, or None (docs/spec.md, "History"):
+    the kernels merge it and write the new one (SawResult.pool), no extra launch or read.
     Runs on the inputs' device."""
     kernels = _kernels()
     n, k = rewards.shape
@@ -55,15 +59,16 @@ def triton_saw_advantages(
     estimator = kernels.gdpo_advantages if gdpo else kernels.grpo_advantages
     arguments = (rewards, group_ids, response_mask, device_constants(cfg, device), cfg.preset, cfg.dynamic,
                  cfg.norm_by_std)
+    pool_out = None if pool is None else torch.empty_like(pool, dtype=torch.float64)
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        advantages, summary, status = estimator(*arguments, ids_sorted)
+        advantages, summary, status = estimator(*arguments, ids_sorted, pool, pool_out)
         read = status.tolist()  # the one host sync
         if ids_sorted and any(read[kernels.UNSORTED_AT:]):  # the ids descend somewhere: sort them
-            advantages, summary, status = estimator(*arguments, False)
+            advantages, summary, status = estimator(*arguments, False, pool, pool_out)
             read = status.tolist()
     if read[kernels.FIRST_BAD] < n * k:
         raise non_finite_error(rewards, cfg.reward_keys, *divmod(int(read[kernels.FIRST_BAD]), k))
     if gdpo and read[kernels.TOKENS] < 2:
         raise too_few_tokens_error(read[kernels.TOKENS])
-    weights, cv, mean, std = summary.unbind(0)
-    return SawResult(advantages, weights, cv, mean, std)
+    weights, cv, mean, std, batch_cv = summary.unbind(0)
+    return SawResult(advantages, weights, cv, mean, std, batch_cv, pool_out)

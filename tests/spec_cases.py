@@ -103,3 +103,27 @@ HISTORY_EXPECTED = (  # per step: the pool's weight W, mean, std; CV and weights
     dict(W=(7, 7), pool_mean=(0.857143, 0.071429), pool_std=(0.377964, 0.278174), cv=(0.440959, 3.894439),
          weights=(0.203422, 1.796578), batch_cv=(0.0, 0.0), batch_weights=(1.0, 1.0)),
 )
+HISTORY_DECAYS = (0.0, 0.5, 0.9, 0.99)
+
+
+def history_step_config(mode: str, preset: str, decay: float) -> SawConfig:
+    """The SawConfig of history_steps' three keys."""
+    return SawConfig(("sparse", "constant", "drifting"), mode=mode, preset=preset, history_decay=decay,
+                     reward_min=(0.0, 0.0, -1.0), static_weights=(1.0, 0.5, 2.0))
+
+
+def history_steps(seed: int, steps: int = 7, n: int = 24, keys: int = 3):
+    """A sequence of (rewards (n, K), group ids (n,), mask (n, L)): a sparse key (no success in most steps), a key
+    constant for a while at an inexact value (0.1), one that changes scale mid-run; groups of 4, ragged masks."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for step in range(steps):
+        rewards = torch.rand(n, keys, generator=generator, dtype=torch.float64).mul(4).round().div(4)
+        rewards[:, 0] = (torch.rand(n, generator=generator) < (0.05 if step % 3 else 0.0)).double()  # sparse
+        if step < 4:
+            rewards[:, 1] = 0.1  # constant: exactly 0 std while the pool holds this one value only
+        rewards[:, 2] *= 1 + 3 * (step >= 4)
+        lengths = torch.randint(0, 6, (n,), generator=generator)
+        mask = torch.arange(5)[None, :] < lengths[:, None]
+        out.append((rewards, torch.arange(n) // 4, mask))
+    return out

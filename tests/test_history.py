@@ -11,9 +11,11 @@ import torch
 from saw_verl import SawConfig, SawHistory, SawInputError, saw_advantages, saw_gdpo_advantages, step_metrics
 from saw_verl.reference import reference_saw_advantages, reference_weights
 from saw_verl.weights import batch_weights, empty_pool
-from spec_cases import HISTORY_DECAY, HISTORY_EXPECTED, HISTORY_KEYS, HISTORY_STEPS, assert_close, scaled_tolerance
+from spec_cases import (
+    HISTORY_DECAY, HISTORY_DECAYS, HISTORY_EXPECTED, HISTORY_KEYS, HISTORY_STEPS, assert_close, history_step_config,
+    history_steps, scaled_tolerance,
+)
 
-DECAYS = (0.0, 0.5, 0.9, 0.99)
 STATISTICS = ("weights", "cv", "mean", "std", "batch_cv")
 
 
@@ -42,32 +44,14 @@ def test_worked_example_three_steps(impl):
         assert_close(result.std, alone.std, 1e-12, f"step {step + 1} std: this batch's")
 
 
-def random_steps(seed: int, steps: int = 7, n: int = 24, keys: int = 3):
-    """A sequence of (rewards (n, K), group ids (n,), mask (n, L)): a sparse key (no success in most steps), a key
-    constant for a while at an inexact value (0.1), one that changes scale mid-run; groups of 4, ragged masks."""
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for step in range(steps):
-        rewards = torch.rand(n, keys, generator=generator, dtype=torch.float64).mul(4).round().div(4)
-        rewards[:, 0] = (torch.rand(n, generator=generator) < (0.05 if step % 3 else 0.0)).double()  # sparse
-        if step < 4:
-            rewards[:, 1] = 0.1  # constant: exactly 0 std while the pool holds this one value only
-        rewards[:, 2] *= 1 + 3 * (step >= 4)
-        lengths = torch.randint(0, 6, (n,), generator=generator)
-        mask = torch.arange(5)[None, :] < lengths[:, None]
-        out.append((rewards, torch.arange(n) // 4, mask))
-    return out
-
-
-@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("decay", HISTORY_DECAYS)
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
 @pytest.mark.parametrize("preset", ["paper", "official"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_torch_path_equals_reference_over_a_sequence_of_steps(decay, mode, preset, seed):
-    cfg = SawConfig(("sparse", "constant", "drifting"), mode=mode, preset=preset, history_decay=decay,
-                    reward_min=(0.0, 0.0, -1.0), static_weights=(1.0, 0.5, 2.0))
+    cfg = history_step_config(mode, preset, decay)
     history, past = SawHistory(), []
-    for step, (rewards, groups, mask) in enumerate(random_steps(seed)):
+    for step, (rewards, groups, mask) in enumerate(history_steps(seed)):
         actual = saw_advantages(rewards, groups, mask, cfg, history=history)
         expected = reference_saw_advantages(rewards, groups, mask, cfg, past=past)
         past.append(rewards)
@@ -82,7 +66,7 @@ def test_torch_path_equals_reference_over_a_sequence_of_steps(decay, mode, prese
     assert history.steps == len(past)
 
 
-@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("decay", HISTORY_DECAYS)
 def test_unscored_steps_keep_the_decayed_pool(decay):
     """NaN = not scored (TRL): a key no rollout scored this step keeps its decayed pool and its weight from it."""
     cfg = SawConfig(("a", "b"), mode="gdpo", history_decay=decay)
@@ -106,12 +90,11 @@ def test_unscored_steps_keep_the_decayed_pool(decay):
 
 @pytest.mark.parametrize("mode", ["grpo", "gdpo"])
 def test_decay_zero_with_a_history_is_bit_identical_to_none(mode):
-    plain_cfg = SawConfig(("sparse", "constant", "drifting"), mode=mode)
-    history_cfg = SawConfig(("sparse", "constant", "drifting"), mode=mode, history_decay=0.0)
+    cfg = history_step_config(mode, "paper", 0.0)
     history = SawHistory()
-    for rewards, groups, mask in random_steps(5):
-        plain = saw_advantages(rewards, groups, mask, plain_cfg)
-        kept = saw_advantages(rewards, groups, mask, history_cfg, history=history)
+    for rewards, groups, mask in history_steps(5):
+        plain = saw_advantages(rewards, groups, mask, cfg)
+        kept = saw_advantages(rewards, groups, mask, cfg, history=history)
         for field in ("advantages", "weights", "cv", "std"):
             assert torch.equal(getattr(plain, field), getattr(kept, field)), field
         assert torch.equal(plain.mean.nan_to_num(7.0), kept.mean.nan_to_num(7.0))
@@ -136,8 +119,8 @@ def test_history_is_bound_to_its_keys_and_untouched_by_a_failed_step():
 
 def test_state_dict_resumes_the_run_exactly():
     """A run stopped after 3 steps and resumed from its JSON state gives the same results as one uninterrupted."""
-    cfg = SawConfig(("sparse", "constant", "drifting"), mode="gdpo", history_decay=0.9)
-    steps = random_steps(7)
+    cfg = history_step_config("gdpo", "paper", 0.9)
+    steps = history_steps(7)
     whole, first = SawHistory(), SawHistory()
     expected = [saw_advantages(*step, cfg, history=whole) for step in steps]
     for step in steps[:3]:

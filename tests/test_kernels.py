@@ -16,15 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.launch_count import count_launches
-from saw_verl import SawConfig, SawInputError, saw_advantages
+from saw_verl import SawConfig, SawHistory, SawInputError, saw_advantages
 from saw_verl.advantages import saw_gdpo_advantages, saw_grpo_advantages
 from saw_verl.config import OFFICIAL_EPS, WHITEN_EPS
 from saw_verl.kernels import common, constants_vector, gdpo_advantages, grpo_advantages, naive_gdpo, naive_grpo
 from saw_verl.reference import reference_saw_advantages
 from saw_verl.triton_backend import HOST_SYNCS, LAUNCHES
 from spec_cases import (
-    EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, assert_close,
-    saw_batches, scaled_tolerance,
+    EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, HISTORY_DECAYS,
+    assert_close, history_step_config, history_steps, saw_batches, scaled_tolerance,
 )
 
 pytestmark = pytest.mark.interpreter
@@ -309,7 +309,8 @@ def test_public_tensor_functions(function, mode):
 
 
 def launcher_arguments(cfg: SawConfig):
-    values = constants_vector(cfg.delta, cfg.epsilon, OFFICIAL_EPS, WHITEN_EPS, cfg.reward_min, cfg.static_weights)
+    values = constants_vector(cfg.delta, cfg.epsilon, OFFICIAL_EPS, WHITEN_EPS, cfg.history_decay, cfg.reward_min,
+                              cfg.static_weights)
     return torch.tensor(values, dtype=torch.float64, device=DEVICE), cfg.preset, cfg.dynamic, cfg.norm_by_std
 
 
@@ -369,3 +370,42 @@ def test_random_batches_over_several_statistics_programs(small_tiles, batch, ord
     want_advantages, want_summary = naive(*arguments)
     assert_close(advantages, want_advantages, scaled_tolerance(want_advantages, ADVANTAGES_RTOL), "advantages")
     assert_close(summary, want_summary, scaled_tolerance(want_summary, WEIGHTS_RTOL), "summary")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 / 0 in the lanes past K
+@pytest.mark.parametrize("decay", HISTORY_DECAYS)
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+@pytest.mark.parametrize("preset", ["paper", "official"])
+def test_history_over_a_sequence_of_steps(decay, mode, preset):
+    """docs/spec.md, "History": the kernels merge the pool into Step 1 as the reference's decayed past batches say,
+    and write the same pool as the torch path (a sparse key, a key constant at 0.1 for 4 steps, a drifting one)."""
+    cfg = history_step_config(mode, preset, decay)
+    on_device, on_cpu, past = SawHistory(), SawHistory(), []
+    for step, (rewards, group_ids, mask) in enumerate(history_steps(seed=2)):
+        actual = saw_advantages(rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE), cfg, backend="triton",
+                                history=on_device)
+        expected = reference_saw_advantages(rewards, group_ids, mask, cfg, past=past)
+        past.append(rewards)
+        compare(actual, expected, mask)
+        assert_close(actual.batch_cv, expected.batch_cv, scaled_tolerance(expected.batch_cv, WEIGHTS_RTOL), "batch_cv")
+        saw_advantages(rewards, group_ids, mask, cfg, backend="torch", history=on_cpu)
+        assert_close(on_device.pool, on_cpu.pool, scaled_tolerance(on_cpu.pool[:3], STATISTICS_RTOL), f"pool {step}")
+        if step < 4:  # one value (0.1) since the pool started: exactly 0
+            assert actual.cv[1].item() == 0.0 and actual.weights[1].item() == 0.0
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_history_at_decay_zero_is_bit_identical_and_costs_no_launch(mode):
+    """A history at decay 0 gives this batch's statistics to the bit; a history costs no launch and no read."""
+    cfg = history_step_config(mode, "paper", 0.0)
+    history = SawHistory()
+    for rewards, group_ids, mask in history_steps(seed=4, steps=3):
+        rewards, group_ids, mask = rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE)
+        plain = saw_advantages(rewards, group_ids, mask, cfg, backend="triton", ids_sorted=True)
+        kept = saw_advantages(rewards, group_ids, mask, cfg, backend="triton", ids_sorted=True, history=history)
+        for field in ("advantages", "weights", "cv", "mean", "std", "batch_cv"):
+            assert torch.equal(getattr(plain, field), getattr(kept, field)), field
+    counted = count_launches(lambda: saw_advantages(rewards, group_ids, mask, cfg, backend="triton", ids_sorted=True,
+                                                    history=history))
+    assert counted.kernels == LAUNCHES[mode] and counted.launching_ops == [], counted
+    assert counted.host_reads == HOST_SYNCS, counted

@@ -122,7 +122,8 @@ def memory_widths(lines: list[str]) -> dict:
 
 def a_batch(n: int, length: int, mask_dtype, keys: int = 3, rewards_dtype=torch.float64, ids_dtype=torch.int64):
     rewards = torch.rand(n, keys, dtype=torch.float64).to(rewards_dtype)
-    constants = torch.tensor(constants_vector(1e-8, 1e-6, 1e-8, 1e-8, [0.0] * keys, [1.0] * keys), dtype=torch.float64)
+    constants = torch.tensor(constants_vector(1e-8, 1e-6, 1e-8, 1e-8, 0.0, [0.0] * keys, [1.0] * keys),
+                             dtype=torch.float64)
     return rewards, (torch.arange(n) // 16).to(ids_dtype), torch.ones(n, length, dtype=mask_dtype), constants
 
 
@@ -156,18 +157,23 @@ def test_streaming_code_moves_wide_vectors_without_barriers_or_spills(mask, n, l
 @pytest.mark.parametrize("estimator", [grpo_advantages, gdpo_advantages], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("options", [
     dict(keys=1, rewards_dtype=torch.float16, preset="official", dynamic=False, norm_by_std=False, ids_sorted=False),
-    dict(keys=3, rewards_dtype=torch.float64, preset="paper", dynamic=True, norm_by_std=True, ids_sorted=True),
+    dict(keys=3, rewards_dtype=torch.float64, preset="paper", dynamic=True, norm_by_std=True, ids_sorted=True,
+         history=True),
     dict(keys=9, rewards_dtype=torch.bfloat16, preset="paper", dynamic=True, norm_by_std=False, ids_sorted=False,
          ids_dtype=torch.int32),
-    dict(keys=16, rewards_dtype=torch.float32, preset="official", dynamic=True, norm_by_std=True, ids_sorted=True),
-], ids=["K1-fp16-official", "K3-fp64-paper-sorted", "K9-bf16-int32-ids", "K16-fp32-sorted"])
+    dict(keys=16, rewards_dtype=torch.float32, preset="official", dynamic=True, norm_by_std=True, ids_sorted=True,
+         history=True),
+], ids=["K1-fp16-official", "K3-fp64-paper-sorted-history", "K9-bf16-int32-ids", "K16-fp32-sorted-history"])
 def test_every_option_compiles_without_spills(estimator, options):
-    """The constexpr variants the launchers use (preset, dynamic, norm_by_std, sorted ids, key blocks 1 to 16) and
-    the reward / group-id dtypes compile for sm_90 without spilling, so a construct the NVIDIA backend rejects
-    fails in CI rather than on the first GPU run."""
+    """The constexpr variants the launchers use (preset, dynamic, norm_by_std, sorted ids, a history pool, key
+    blocks 1 to 16) and the reward / group-id dtypes compile for sm_90 without spilling, so a construct the NVIDIA
+    backend rejects fails in CI rather than on the first GPU run."""
     options = dict(options)
-    batch = a_batch(300, 20, torch.bool, options.pop("keys"), options.pop("rewards_dtype"),
-                    options.pop("ids_dtype", torch.int64))
+    keys = options.pop("keys")
+    batch = a_batch(300, 20, torch.bool, keys, options.pop("rewards_dtype"), options.pop("ids_dtype", torch.int64))
+    if options.pop("history", False):
+        options.update(pool=torch.zeros(common.POOL_ROWS, keys, dtype=torch.float64),
+                       pool_out=torch.empty(common.POOL_ROWS, keys, dtype=torch.float64))
     flags = (options.pop("preset"), options.pop("dynamic"), options.pop("norm_by_std"))
     for kernel, args, kwargs in launches(estimator, *batch, *flags, **options):
         report = ptxas_report(compile_as_launched(kernel, args, kwargs))

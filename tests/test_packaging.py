@@ -113,3 +113,15 @@ def test_openrlhf_setup_hook_imports_only_the_standard_library(tmp_path):
     (tmp_path / "openrlhf" / "__init__.py").write_text("raise ImportError('the hook must not import openrlhf')\n")
     statement = f"sys.path.append({str(tmp_path)!r}); import saw_verl.integrations.openrlhf.hook"
     assert_import_loads_none_of(statement, {"torch", "numpy", "openrlhf", "ray", "vllm"})
+
+
+def test_the_checkouts_kernels_folder_imports_without_triton():
+    """With the checkout on the path, the kernels folder is also a top-level `kernels`, a name transformers imports
+    to read its version when it finds one: importing it must not need triton (nor pass for a kernels release)."""
+    probe = ("import sys; sys.modules['triton'] = None\n"  # as if triton were not installed
+             "import kernels\n"
+             "assert not hasattr(kernels, '__version__') and 'triton' not in [m for m in sys.modules if sys.modules[m]]\n"
+             "print(sorted(kernels.__all__))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "grpo_advantages" in done.stdout
