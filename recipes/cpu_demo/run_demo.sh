@@ -12,7 +12,7 @@
 #   STEPS=60  SEED=0  PYTHON=python
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/: the checkout only
+export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/, recipes/: the checkout only
 WORKDIR="${WORKDIR:-$(mktemp -d "${TMPDIR:-/tmp}/saw_cpu_demo.XXXXXX")}"
 OUT="${OUT:-$WORKDIR/results}"
 MODE="${MODE:-gdpo}"
@@ -23,7 +23,7 @@ echo "run_demo.sh: working folder $WORKDIR"
 
 "$PYTHON" "$HERE/experiment.py" --workdir "$WORKDIR" --out "$OUT" --methods "$MODE" "saw_$MODE" \
     --seeds "$SEED" --steps "$STEPS" --parallel 2
-"$PYTHON" "$HERE/analyze.py" --metrics "$OUT/metrics.csv" --out "$OUT"
+"$PYTHON" -m recipes.common.analyze --metrics "$OUT/metrics.csv" --out "$OUT"
 echo "run_demo.sh: results in $OUT (metrics.csv, summary.md, curves.png); each run's verl log and metrics in" \
     "$WORKDIR/runs/<method>_seed$SEED/ (train.log, verl_metrics.jsonl)."
 echo "Plot the SAW weights per run: $PYTHON -m saw_verl.plot $OUT/metrics.csv -o weights.png"
