@@ -10,7 +10,7 @@ CPU harness is loaded through ``VERL_USE_EXTERNAL_MODULES``. Each run takes ~35-
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -109,10 +109,7 @@ def test_saw_gdpo_trains_two_steps_on_cpu(smoke_assets, use_v1, tmp_path):
 
 
 def _load_recipe_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"cpu_demo_{name}", RECIPE_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"recipes.cpu_demo.{name}")
 
 
 def test_cpu_demo_config_composes_with_hydra():

@@ -1,7 +1,6 @@
 """python -m saw_verl.plot on small metric files written by each trainer's own logger classes and the recipes."""
 
 import csv
-import importlib.util
 import json
 import math
 import subprocess
@@ -16,7 +15,6 @@ from saw_verl import plot  # noqa: E402
 
 KEYS = ("format_reward", "correct_reward")
 STEPS = (1, 2, 3)
-CPU_DEMO = Path(__file__).resolve().parents[1] / "recipes" / "cpu_demo"
 
 
 def step_data(step: int) -> dict:
@@ -85,13 +83,13 @@ def tensorboard_dir(tmp_path):
 def recipe_csv(verl_jsonl):
     """The CPU demo's results/metrics.csv, written by the recipe's own code from verl's file: 3 runs."""
     pytest.importorskip("omegaconf")
-    spec = importlib.util.spec_from_file_location("plot_test_cpu_demo_experiment", CPU_DEMO / "experiment.py")
-    experiment = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(experiment)
+    from recipes.common.runs import write_csv
+    from recipes.cpu_demo import experiment
+
     rows = [row for seed, method in ((1, "saw_gdpo"), (0, "gdpo"), (0, "saw_gdpo"))
             for row in experiment.step_rows(verl_jsonl, method, seed, list(KEYS))]
     path = verl_jsonl.parents[2] / "results" / "metrics.csv"
-    experiment.write_csv(rows, path)
+    write_csv(path, rows)
     return path
 
 

@@ -14,8 +14,6 @@ peak memory of every run) to ``--out``.
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib.util
 import json
 import os
 import sys
@@ -27,21 +25,12 @@ from omegaconf import OmegaConf
 
 from cpu_harness.assets import PLAIN_TEMPLATE, TinyQwen2, build_tiny_model, write_rl_parquet
 from cpu_harness.launcher import RunResult, run_main_ppo
+from recipes.common.runs import write_csv
+from recipes.cpu_demo.prepare_data import copy_digit_rows
 
 RECIPE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = RECIPE_DIR / "config"
 CONFIG_NAME = "cpu_demo"
-
-
-def _recipe_module(name: str):
-    """Import ``<recipe>/<name>.py`` (the recipe folder is not a package) under a unique module name."""
-    spec = importlib.util.spec_from_file_location(f"saw_cpu_demo_{name}", RECIPE_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-copy_digit_rows = _recipe_module("prepare_data").copy_digit_rows
 
 # method -> (verl estimator, SAW's dynamic weights, algorithm.saw.history_decay); the baselines are the same
 # estimators with equal weights (algorithm.saw.dynamic=false), i.e. plain multi-reward GRPO / GDPO.
@@ -145,14 +134,6 @@ def step_rows(verl_metrics: Path, method: str, seed: int, keys: list[str]) -> li
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True)
@@ -183,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                      "peak_pss_gib": round(result.peak_pss_bytes / 2**30, 2)})
         if result.returncode == 0:
             metrics += step_rows(result.log_path.parent / "verl_metrics.jsonl", method, seed, keys)
-    write_csv(runs, args.out / "runs.csv")
+    write_csv(args.out / "runs.csv", runs)
     if metrics:
-        write_csv(metrics, args.out / "metrics.csv")
+        write_csv(args.out / "metrics.csv", metrics)
     failed = [f"{method} seed {seed} ({result.log_path})" for (method, seed), result in outcomes if result.returncode]
     if failed:
         print("failed runs: " + "; ".join(failed), file=sys.stderr)
