@@ -27,8 +27,8 @@ TENSOR_API_OPTIONS = tuple(f.name for f in dataclasses.fields(SawConfig) if f.na
 
 
 def as_tensors(rewards, group_ids, response_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tensors as they are; NumPy arrays and (nested) lists become tensors (rewards float64, group ids int64,
-    the mask as given). Anything else is a SawInputError naming the argument and what it must be."""
+    """Tensors as they are; NumPy arrays and (nested) lists become tensors (rewards float64, group ids and the mask
+    in the dtype their values have). Anything else is a SawInputError naming the argument and what it must be."""
     wanted = {
         "rewards": (rewards, torch.float64, "(N, K) floats"),
         "group_ids": (group_ids, None, "(N,) integers, one group id per rollout"),
