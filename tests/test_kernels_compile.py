@@ -192,7 +192,8 @@ def test_performance_model_constants_are_its_fit():
 
 
 def test_kernels_are_a_leaf():
-    """kernels/ imports torch, triton and the standard library only: nothing of saw_verl (config, result, reference...)."""
+    """kernels/ imports torch, triton and the standard library only: nothing of saw_verl (config, result,
+    reference...)."""
     allowed = {"__future__", "functools", "importlib", "typing", "torch", "triton", "triton.language"}
     for path in sorted((ROOT / "kernels").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
