@@ -107,8 +107,8 @@ def paired(runs: pd.DataFrame, thresholds: dict[str, float], pairs=DEFAULT_PAIRS
             diffs += [(f"steps {key}", _censored_steps(ours, key) - _censored_steps(base, key), lambda d: d < 0),
                       (f"final {key}", both[f"final/{key}_method"] - both[f"final/{key}_base"], lambda d: d > 0)]
         for key in weight_change_keys(runs):
-            diffs.append((f"weight_change {key}", both[f"weight_change/{key}_method"] - both[f"weight_change/{key}_base"],
-                          lambda d: d < 0))
+            change = both[f"weight_change/{key}_method"] - both[f"weight_change/{key}_base"]
+            diffs.append((f"weight_change {key}", change, lambda d: d < 0))
         for name, diff, better in diffs:
             row[f"{name} diff mean"] = diff.mean()
             row[f"{name} diff std"] = diff.std(ddof=1)
@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--final_steps", type=int, default=5)
     parser.add_argument("--title", default="CPU demo", help="what the figure's title names (the experiment)")
     parser.add_argument("--pair", type=parse_pair, action="append", default=None,
-                        help="METHOD:BASELINE compared seed by seed (repeatable); default: saw_grpo:grpo, saw_gdpo:gdpo")
+                        help="METHOD:BASELINE compared seed by seed (repeatable); default: saw_grpo:grpo, "
+                        "saw_gdpo:gdpo")
     args = parser.parse_args(argv)
     thresholds = dict(args.threshold or [("format_reward", 0.9), ("correct_reward", 0.6)])
     metrics = pd.read_csv(args.metrics)
