@@ -2,7 +2,7 @@
 
 NaN entries (a reward function that did not score a rollout, as TRL writes them) are left out of
 their key's statistics; a key with fewer than 2 scored rollouts, or a constant one, has std 0, so
-CV 0 and weight 0. With a history pool (docs/spec.md, "History") the statistics are the pool's after
+CV 0 and weight 0. With a history pool (docs/spec.md, "History") the CVs and weights are the pool's after
 this batch joins it. Runs on the rewards' device; no host sync.
 """
 

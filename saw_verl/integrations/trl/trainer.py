@@ -112,8 +112,9 @@ class SAWGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` with SAW weights; takes the same arguments, `args` a `SAWGRPOConfig`.
 
     Logs, per reward function and generation batch, `saw/{name}/weight|cv|mean|std` (mean/std of the
-    raw reward in the batch, unscored completions left out; with a history also `saw/{name}/batch_cv`) and `saw/static_weighted_reward` (sum of alpha_k * r_k,
-    TRL's "reward" with the static weights; TRL's own "reward" is then the SAW-weighted sum).
+    raw reward in the batch, unscored completions left out; with a history also `saw/{name}/batch_cv`) and
+    `saw/static_weighted_reward` (sum of alpha_k * r_k, TRL's "reward" with the static weights; TRL's own
+    "reward" is then the SAW-weighted sum).
     """
 
     def __init__(self, model, reward_funcs, args: SAWGRPOConfig | None = None, **kwargs):
