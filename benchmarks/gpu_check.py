@@ -85,14 +85,14 @@ def big_groups() -> list[dict]:
             cfg, run = both(rewards, group_ids, mask, mode)
             first, second, torch_path = run("triton"), run("triton"), run("torch")
             oracle = reference_weights if n <= 65536 else batch_weights  # the Python oracle is slow at 1M rows
-            weights, cv, mean, std = (torch.as_tensor(v, dtype=torch.float64) for v in oracle(rewards.cpu(), cfg))
+            weights, cv, mean, std = (torch.as_tensor(v, dtype=torch.float64) for v in oracle(rewards.cpu(), cfg)[:4])
             statistics = max(float(((getattr(first, f).cpu() - ref).abs() / ref.abs().clamp_min(1)).max())
                              for f, ref in (("mean", mean), ("std", std), ("cv", cv), ("weights", weights)))
             scale = max(1.0, float(torch_path.advantages.abs().max()))
             row = {"case": name, "mode": mode, "N": n, "L": length,
                    "statistics_rel_diff_vs_reference": statistics,
                    "advantages_diff_vs_torch": worst_difference(first.advantages, torch_path.advantages) / scale,
-                   "same_bits_twice": all(torch.equal(a, b) for a, b in zip(first, second))}
+                   "same_bits_twice": all(torch.equal(a, b) for a, b in zip(first, second) if a is not None)}
             row["passed"] = row["same_bits_twice"] and statistics < 1e-9 and row["advantages_diff_vs_torch"] < 1e-5
             print(row, flush=True)
             out.append(row)
