@@ -52,8 +52,8 @@ def reference_weights(rewards: torch.Tensor, cfg: SawConfig, past=()):
          if not math.isnan(x) and cfg.history_decay**age > 0]
         for d in range(k)
     ]
-    this_step = [[(x, 1.0) for x in steps[-1][:, d].tolist() if not math.isnan(x)] for d in range(k)]
-    raw_mean, raw_std = zip(*(_weighted_mean_std(col) for col in this_step))
+    this_step = [[x for x in steps[-1][:, d].tolist() if not math.isnan(x)] for d in range(k)]
+    raw_mean, raw_std = [_mean(col) for col in this_step], [_std_unbiased(col) for col in this_step]
     cv = []
     for d, col in enumerate(columns):
         shift = cfg.reward_min[d] - (cfg.delta if cfg.preset == "paper" else 0.0)
@@ -67,7 +67,7 @@ def reference_weights(rewards: torch.Tensor, cfg: SawConfig, past=()):
     else:
         share = [1.0 / k] * k if sum(cv) < cfg.delta else [c / sum(cv) for c in cv]
         weights = [s * (k if cfg.mode == "gdpo" else 1) for s in share]
-    return weights, cv, list(raw_mean), list(raw_std)
+    return weights, cv, raw_mean, raw_std
 
 
 def reference_group_zscore(values, group_ids, epsilon: float, norm_by_std: bool = True):

@@ -2,8 +2,8 @@
 
 Takes the usual train_ppo_ray flags plus ``--algo.advantage.estimator saw_grpo|saw_gdpo`` and
 ``--saw.reward_keys a,b [--saw.reward_min m_a,m_b] [--saw.reward_weights w_a,w_b]
-[--saw.preset paper|official] [--saw.dynamic true|false] [--saw.history_decay 0.9]``. It validates and strips the ``--saw.*``
-flags, refuses OpenRLHF options that would corrupt SAW's scalar, rewrites the estimator to
+[--saw.preset paper|official] [--saw.dynamic true|false] [--saw.history_decay 0.9]``. It validates and strips
+the ``--saw.*`` flags, refuses OpenRLHF options that would corrupt SAW's scalar, rewrites the estimator to
 ``dr_grpo`` (and, for saw_gdpo, the reward clip range to one that cannot clip), merges SAW's Ray
 runtime_env into whatever ``ray.init`` receives, then runs ``openrlhf.cli.train_ppo_ray`` as __main__.
 Without a SAW estimator (and no --saw.* flag) the arguments pass through untouched.
