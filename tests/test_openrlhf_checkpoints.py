@@ -92,7 +92,8 @@ def make_trainer(openrlhf, ckpt_path, resume: bool):
         "train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 0}})
     actor_class = openrlhf.actor.PolicyModelActor.__ray_actor_class__
     actor = actor_class.__new__(actor_class)
-    actor.strategy, actor.actor, actor.disable_ds_ckpt, actor.save_hf_ckpt = strategy, SimpleNamespace(model=engine), False, False
+    actor.strategy, actor.actor = strategy, SimpleNamespace(model=engine)
+    actor.disable_ds_ckpt, actor.save_hf_ckpt = False, False
     actor.checkpoint_states = {}
     if resume:
         _, actor.checkpoint_states = strategy.load_ckpt(engine, os.path.join(ckpt_path, "_actor"))
@@ -173,8 +174,8 @@ def test_best_checkpoints_carry_the_pool_too_and_a_fresh_run_keeps_its_own(openr
     trainer = make_trainer(openrlhf, tmp_path, resume=False)
     train_step(trainer, step_rewards(1))
     trainer.save_best_checkpoint({"eval_math_pass1": 0.5}, 1, client_states(1))
-    _, states = trainer.strategy.load_ckpt(trainer.actor_model_group.actor.actor.model, os.path.join(tmp_path, "_actor"),
-                                           tag="best_global_step1")
+    engine = trainer.actor_model_group.actor.actor.model
+    _, states = trainer.strategy.load_ckpt(engine, os.path.join(tmp_path, "_actor"), tag="best_global_step1")
     assert states[CLIENT_STATE_KEY] == histories.state_dict()
 
     pool = histories.get(cfg).pool

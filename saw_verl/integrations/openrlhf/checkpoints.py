@@ -9,6 +9,10 @@ The pools (``advantages.HISTORIES``) live in that same process, with the experie
 (``RunHistories.state_dict()``) in ``save_logs_and_checkpoints`` and ``save_best_checkpoint``, and restore them in
 ``init_checkpoint_states`` when OpenRLHF resumes (a checkpoint global_step > 0). A checkpoint without them resumes
 with a new pool and a warning naming the checkpoint.
+
+The ``PPOTrainer`` actor class that Ray ships from the driver finds these methods by reference in the worker's own
+``openrlhf.trainer.ppo_trainer``, patched on import: checked with Ray 2.55 (OpenRLHF 0.11.2's pin). A Ray job that
+loads actor classes from local code (``code_search_path``) may build the class before the patch, and bypass it.
 """
 
 from __future__ import annotations
