@@ -74,7 +74,8 @@ class SawHistory:
 
 class RunHistories:
     """The SawHistory of each estimator and set of reward keys of the run a process trains: for integrations
-    whose estimator is a plain function called once per training step (verl, OpenRLHF)."""
+    whose estimator is a plain function called once per training step (verl, OpenRLHF). Their checkpoints
+    carry state_dict(); `resume` takes it back."""
 
     def __init__(self):
         self._histories: dict[tuple[str, tuple[str, ...]], SawHistory] = {}
@@ -88,3 +89,37 @@ class RunHistories:
     def clear(self) -> None:
         """Forget every pool (a new run in the same process)."""
         self._histories.clear()
+
+    def state_dict(self) -> dict:
+        """Plain Python (JSON-serialisable) for a trainer's checkpoint: each pool, with its estimator mode."""
+        return {"histories": [{"mode": mode, **history.state_dict()}
+                              for (mode, _), history in self._histories.items() if history.pool is not None]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Replace every pool by those of `state` (what state_dict() returned); SawInputError if it is not that."""
+        try:
+            entries = [(entry["mode"], entry) for entry in state["histories"]]
+        except (KeyError, TypeError) as error:
+            raise SawInputError(f"not a RunHistories state ({error!r}): {state!r}") from None
+        histories = {}
+        for mode, entry in entries:
+            history = SawHistory()
+            history.load_state_dict(entry)
+            histories[(mode, history.reward_keys)] = history
+        self._histories = histories
+
+    def resume(self, state: Optional[dict], cfg: SawConfig, checkpoint: str) -> Optional[str]:
+        """Take the pools of the checkpoint a run resumes from: `state` as state_dict() saved it in `checkpoint`
+        (a path or name), None when it holds none. Returns None once cfg's pool is restored; otherwise cfg's
+        pool starts new, and the returned warning (naming the checkpoint) is for the trainer's log."""
+        if state is None:
+            self.clear()
+            reason = "holds no SAW history"
+        else:
+            self.load_state_dict(state)
+            if (cfg.mode, cfg.reward_keys) in self._histories:
+                return None
+            saved = "; ".join(f"{entry['mode']} {entry['reward_keys']}" for entry in state["histories"]) or "none"
+            reason = f"holds SAW history pools for {saved}, not for {cfg.mode} {list(cfg.reward_keys)}"
+        return (f"checkpoint {checkpoint} {reason}: SAW ({cfg.mode}, history_decay={cfg.history_decay}) resumes "
+                f"with a new history pool, which holds about 1 / (1 - decay) steps again after as many steps")

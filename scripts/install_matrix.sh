@@ -9,8 +9,9 @@
 #             no verl or ray appears; the TRL tests (real GRPOTrainer runs), the README's and docs/trl.md's snippets
 #             and the tool-calling recipe's GGUF conversion round trip pass
 #   openrlhf  the wheel next to OpenRLHF 0.11.2 with its own pins (scripts/install_openrlhf_cpu.sh): nothing changes
-#             version; the OpenRLHF tests (launcher, Ray hook, the real compute_advantages_and_returns) and the
-#             README's and docs/openrlhf.md's snippets (through the real train_ppo_ray parsing) pass
+#             version; the OpenRLHF tests (launcher, Ray hook, the real compute_advantages_and_returns, the history
+#             pool through the real checkpoint save and load) and the README's and docs/openrlhf.md's snippets
+#             (through the real train_ppo_ray parsing) pass
 # The [verl] cell is scripts/setup_env.sh + the README's test command (.ci/run runs both).
 # Tests run from a copy of tests/, cpu_harness/, recipes/ and the docs outside the checkout, so `import saw_verl` finds
 # the wheel.
@@ -147,7 +148,8 @@ cell_openrlhf() {
     unchanged_but_saw "$MATRIX_DIR/openrlhf-before.txt" "$MATRIX_DIR/openrlhf-after.txt"
     absent "$venv" verl
     test_tree "$tree"
-    run_tests "$venv" "$tree" tests/test_openrlhf_advantages.py tests/test_openrlhf_launcher.py tests/test_openrlhf_ray.py \
+    run_tests "$venv" "$tree" tests/test_openrlhf_advantages.py tests/test_openrlhf_checkpoints.py \
+        tests/test_openrlhf_launcher.py tests/test_openrlhf_ray.py \
         tests/test_doc_snippets.py::test_openrlhf_command_reaches_train_ppo_ray \
         tests/test_doc_snippets.py::test_openrlhf_reward_function_returns_the_launchers_keys
     echo "openrlhf: $(versions "$venv" 'saw-verl|torch|openrlhf|transformers|ray|deepspeed')" >> "$SUMMARY"

@@ -2,6 +2,8 @@
 
 * saw_gdpo in verl's legacy and v1 trainers (with a KL-loss reference model): the reward function
   returns several keys, every step logs ``saw/<key>/{weight,cv,mean,std}`` and finite advantages;
+* a run resumed from a checkpoint goes on with SAW's history pool: its next step has the pool and weights of
+  the uninterrupted run (both trainers);
 * the CPU demo recipe: its config composes with hydra, and it trains 2 steps.
 
 saw_verl's own plugin is loaded as users get it, through its ``verl.plugins`` entry point; only the
@@ -22,11 +24,14 @@ import pytest
 from cpu_harness.assets import build_tiny_model
 from cpu_harness.launcher import run_main_ppo
 from cpu_harness.smoke_task import write_smoke_data
+from saw_verl.integrations.verl.checkpoints import HISTORY_FILE
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes" / "cpu_demo"
 SMOKE_KEYS = ["accuracy_reward", "format_reward", "length_reward"]
 SAW_STATISTICS = ("weight", "cv", "mean", "std")
 RUN_TIMEOUT_S = 400
+PROMPT_REWARDS = Path(__file__).with_name("prompt_rewards.py")
+PROMPT_KEYS = ["even_sum", "sum_size"]  # prompt_rewards.REWARD_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +111,41 @@ def test_saw_gdpo_trains_two_steps_on_cpu(smoke_assets, use_v1, tmp_path):
         for bound in ("max", "min"):
             assert math.isfinite(console_value(log, step, f"critic/advantages/{bound}"))
         assert console_value(log, step, "critic/advantages/max") > console_value(log, step, "critic/advantages/min")
+
+
+def saved_history(run_dir: Path, step: int) -> dict:
+    return json.loads((run_dir / "checkpoints" / f"global_step_{step}" / HISTORY_FILE).read_text())
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("use_v1", [False, True], ids=["legacy-trainer", "v1-trainer"])
+def test_resumed_run_goes_on_with_the_saw_history_pool(smoke_assets, use_v1, tmp_path):
+    """An uninterrupted run saves steps 1 and 2; a second run resumes from its step-1 checkpoint and trains step 2.
+    The rewards score the prompt only (prompt_rewards.py), so both see the same step-2 rewards whatever they sample:
+    the resumed step 2 must end with the uninterrupted pool, bit for bit, and log the same weights."""
+    runs = {"whole": [], "resumed": ["trainer.resume_mode=resume_path",
+                                     f"trainer.resume_from_path={tmp_path / 'whole/checkpoints/global_step_1'}"]}
+    logs = {}
+    for name, resume in runs.items():
+        run_dir = tmp_path / name
+        overrides = smoke_overrides(smoke_assets, use_v1, run_dir) + [
+            f"+algorithm.gdpo_reward_keys=[{','.join(PROMPT_KEYS)}]", "+algorithm.saw.history_decay=0.5",
+            f"reward.custom_reward_function.path={PROMPT_REWARDS}", "trainer.save_freq=1", *resume,
+        ]
+        logs[name] = require_success(run_main_ppo(overrides, run_dir / "train.log", RUN_TIMEOUT_S,
+                                                  env=file_logger_env(run_dir), cwd=run_dir))
+    whole, resumed = step_metrics(tmp_path / "whole")[2], step_metrics(tmp_path / "resumed")
+    assert sorted(resumed) == [2], "the resumed run trains step 2 only"
+    for key in PROMPT_KEYS:
+        assert resumed[2][f"saw/{key}/mean"] == whole[f"saw/{key}/mean"], "verl restored the data order: same prompts"
+    assert saved_history(tmp_path / "whole", 1)["histories"][0]["steps"] == 1
+    assert "resumes with the history pool of" in logs["resumed"]
+    pool = saved_history(tmp_path / "resumed", 2)
+    assert pool == saved_history(tmp_path / "whole", 2), "the uninterrupted pool, bit for bit"
+    assert pool["histories"][0]["steps"] == 2, "step 1 is in the pool"
+    for key in PROMPT_KEYS:
+        for stat in ("weight", "cv", "batch_cv"):
+            assert resumed[2][f"saw/{key}/{stat}"] == whole[f"saw/{key}/{stat}"], f"step 2 saw/{key}/{stat}"
 
 
 def _load_recipe_module(name: str):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from saw_verl import SawConfig, SawHistory, SawInputError, saw_advantages, saw_gdpo_advantages, step_metrics
+from saw_verl.history import RunHistories
 from saw_verl.reference import reference_saw_advantages, reference_weights
 from saw_verl.weights import batch_weights, empty_pool
 from spec_cases import (
@@ -145,3 +146,31 @@ def test_batch_cv_is_logged_with_a_history_only():
     assert "saw/correct/batch_cv" not in plain
     assert set(pooled) == set(plain) | {"saw/format/batch_cv", "saw/correct/batch_cv"}
     assert pooled["saw/correct/batch_cv"] == pytest.approx(2.0) == pooled["saw/correct/cv"]  # first step: the batch
+
+
+def test_run_histories_resume_every_pool_from_a_checkpoint_state():
+    """RunHistories (verl, OpenRLHF): state_dict() through JSON restores each estimator's pool bit for bit; a
+    checkpoint with no pool for the run's estimator and keys gives a new pool and a warning naming it."""
+    histories = RunHistories()
+    configs = [history_step_config(mode, "paper", 0.5) for mode in ("grpo", "gdpo")]
+    for cfg in configs:
+        for rewards, groups, mask in history_steps(0)[:2]:
+            saw_advantages(rewards, groups, mask, cfg, history=histories.get(cfg))
+    state = json.loads(json.dumps(histories.state_dict()))
+    resumed = RunHistories()
+    assert resumed.resume(state, configs[1], "ckpt/global_step_2") is None
+    for cfg in configs:
+        assert torch.equal(resumed.get(cfg).pool, histories.get(cfg).pool)
+        assert resumed.get(cfg).steps == 2
+
+    other = SawConfig(("x",), history_decay=0.5)
+    warning = resumed.resume(state, other, "ckpt/global_step_2")
+    keys = list(configs[0].reward_keys)
+    assert f"checkpoint ckpt/global_step_2 holds SAW history pools for grpo {keys}; gdpo {keys}, not for gdpo ['x']" \
+        in warning
+    assert resumed.get(other).pool is None and resumed.get(configs[0]).pool is not None
+    warning = resumed.resume(None, configs[0], "ckpt/global_step_2")
+    assert warning.startswith("checkpoint ckpt/global_step_2 holds no SAW history: SAW (grpo, history_decay=0.5)")
+    assert resumed.get(configs[0]).pool is None and resumed.get(configs[1]).pool is None
+    with pytest.raises(SawInputError, match="not a RunHistories state"):
+        RunHistories().load_state_dict({"pools": []})

@@ -2,7 +2,8 @@
 
 The actor is spawned by another actor, as async OpenRLHF spawns its TrainingActor from PPOTrainerAsync.
 It checks that the setup hook imported nothing of OpenRLHF / DeepSpeed / vLLM, imports the real
-experience maker, and runs the wrapped compute_advantages_and_returns on the worked example of docs/spec.md.
+experience maker and trainer (both patched on import), and runs the wrapped compute_advantages_and_returns on the
+worked example of docs/spec.md.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ ray = pytest.importorskip("ray")
 from spec_cases import EXAMPLE_ADVANTAGES, EXAMPLE_KEYS, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, assert_close
 
 from saw_verl.integrations.openrlhf import saw_runtime_env
-from saw_verl.integrations.openrlhf.hook import TARGET_MODULE
+from saw_verl.integrations.openrlhf.hook import TARGET_MODULE, TRAINER_MODULE
 from saw_verl.integrations.openrlhf.options import ENV_VAR, merge_runtime_env
 
 TESTS_DIR = str(Path(__file__).parent)
@@ -29,6 +30,7 @@ def test_setup_hook_patches_openrlhf_in_a_nested_actor():
     @ray.remote(num_cpus=0)
     class Trainer:
         def run(self, tests_dir, rewards):
+            import importlib
             import sys
 
             import torch
@@ -44,6 +46,7 @@ def test_setup_hook_patches_openrlhf_in_a_nested_actor():
 
             with openrlhf_importable():
                 experience_maker = import_experience_maker()
+                trainer = importlib.import_module(TRAINER_MODULE).BasePPOTrainer
             method = experience_maker.RemoteExperienceMaker.compute_advantages_and_returns
             columns = {key: rewards[:, k] for k, key in enumerate(EXAMPLE_KEYS)}
             batches = make_micro_batches(columns, torch.Generator().manual_seed(0), max_response=1)
@@ -55,6 +58,8 @@ def test_setup_hook_patches_openrlhf_in_a_nested_actor():
                 "loaded_at_start": loaded_at_start,
                 "pending": pending,
                 "wrapped": getattr(method, "saw_verl_wrapped", False),
+                "checkpoints_wrapped": [getattr(getattr(trainer, name), "saw_verl_wrapped", False)
+                                        for name in ("save_logs_and_checkpoints", "init_checkpoint_states")],
                 "env": os.environ.get(ENV_VAR),
                 "advantages": advantages,
             }
@@ -76,5 +81,6 @@ def test_setup_hook_patches_openrlhf_in_a_nested_actor():
     assert report["loaded_at_start"] == [], "the setup hook must not import OpenRLHF, DeepSpeed, vLLM or transformers"
     assert report["pending"], "the setup hook registered the lazy patch before OpenRLHF was imported"
     assert report["wrapped"], "importing the experience maker applied the patch"
+    assert report["checkpoints_wrapped"] == [True, True], "importing the trainer made its checkpoints carry the pool"
     assert report["env"] == saw["env_vars"][ENV_VAR]
     assert_close(report["advantages"], EXAMPLE_ADVANTAGES[("gdpo", True)], 1e-5, "saw_gdpo in the Ray actor")

@@ -26,7 +26,8 @@ per-rollout SAW advantage with the core (float64, groups = OpenRLHF's prompt gro
 ``Experience.rewards`` and delegates to OpenRLHF's ``dr_grpo``, which subtracts each group's mean (0
 up to float32 rounding here), puts the value on the last response token and, with gamma forced to 1,
 on every response token: the spec's ``A(j) * response_mask``. Metrics ``saw/{key}/{weight,cv,mean,std}``
-go through ``Experience.info`` as (B,) tensors.
+go through ``Experience.info`` as (B,) tensors. With ``--saw.history_decay`` the history pool travels in the
+checkpoints' client states (:mod:`.checkpoints`).
 
 Where this differs from the specification (docs/spec.md) and from verl:
 - saw_gdpo whitens over rollouts (each rollout weight 1; unbiased variance, eps 1e-8), not over

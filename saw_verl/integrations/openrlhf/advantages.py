@@ -9,7 +9,7 @@ Imported by the patch, in the process that has just imported OpenRLHF's experien
 
 With ``--saw.history_decay`` > 0 the statistics come from a SawHistory (docs/spec.md, "History") kept
 here, in that process, for the whole run (one per estimator and set of reward keys), updated by every
-training step. OpenRLHF's checkpoints have no place for it: a resumed run starts a new history.
+training step. It travels in OpenRLHF's checkpoints (:mod:`.checkpoints`).
 """
 
 from __future__ import annotations

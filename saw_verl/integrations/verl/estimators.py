@@ -15,8 +15,7 @@ take no part either (advantage 0), so they do not move the batch statistics.
 
 With `algorithm.saw.history_decay` > 0 the statistics come from the run's SawHistory (docs/spec.md,
 "History"), held here in the driver, one per estimator and set of reward keys, updated by every training
-step (verl calls the estimator for training batches only). verl's checkpoints have no place for it: a
-resumed run starts a new history at its first step.
+step (verl calls the estimator for training batches only). It travels in verl's checkpoints (`checkpoints`).
 """
 
 from __future__ import annotations

@@ -18,12 +18,14 @@ delegated untouched):
   (a fallback: keys verl itself puts in non_tensor_batch win) with the rows verl added to pad the
   batch (tag `is_padding`, copies of the first sample: they must not move the statistics), then puts
   this step's `saw/*` metrics into the step's `metrics` dict.
+- both trainers' `_save_checkpoint` / `_load_checkpoint`: SAW's history pool travels in the
+  `global_step_N` folder (`checkpoints`).
 
 The three functions are wrapped wherever a verl module binds them, whichever module defines them
-(`bindings`: survives verl moving them); the v1 method is patched when
-`verl.trainer.ppo.v1.trainer_base` is imported (`saw_verl.integrations.import_hooks.after_import`). Everything
-already imported is patched at once. Idempotent and feature-detecting: a target that changed shape
-gets a WARNING, never a crash.
+(`bindings`: survives verl moving them); the methods are patched when their module
+(`verl.trainer.ppo.v1.trainer_base`, `verl.trainer.ppo.ray_trainer`) is imported
+(`saw_verl.integrations.import_hooks.after_import`). Everything already imported is patched at once.
+Idempotent and feature-detecting: a target that changed shape gets a WARNING, never a crash.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import torch
 from verl.trainer.ppo import core_algos
 
 from saw_verl.integrations.import_hooks import after_import
-from saw_verl.integrations.verl import bindings, estimators
+from saw_verl.integrations.verl import bindings, checkpoints, estimators
 from saw_verl.integrations.verl import metrics as saw_metrics
 from saw_verl.integrations.verl.bindings import WRAPPED
 from saw_verl.integrations.verl.sessions import agent_sessions
@@ -227,3 +229,5 @@ def install() -> None:
     """Wrap the targets in every verl module, imported now or later; safe to call any number of times."""
     bindings.install(WRAP_FACTORIES)
     after_import(V1_TRAINER_MODULE, patch_v1_trainer)
+    for module_name in checkpoints.TRAINER_CLASSES:
+        after_import(module_name, checkpoints.patch_trainer)
