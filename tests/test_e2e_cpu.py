@@ -36,10 +36,10 @@ def smoke_assets(tmp_path_factory):
     return {"model": build_tiny_model(root / "model"), "train": train, "val": val}
 
 
-def smoke_overrides(assets, use_v1: bool, run_dir: Path) -> list[str]:
+def smoke_overrides(assets, use_v1: bool, run_dir: Path, estimator: str = "saw_gdpo") -> list[str]:
     return [
         f"trainer.use_v1={use_v1}",
-        "algorithm.adv_estimator=saw_gdpo",
+        f"algorithm.adv_estimator={estimator}",
         f"+algorithm.gdpo_reward_keys=[{','.join(SMOKE_KEYS)}]",
         f"data.train_files={assets['train']}", f"data.val_files={assets['val']}",
         "data.train_batch_size=4", "data.max_prompt_length=32", "data.max_response_length=8",
@@ -106,6 +106,30 @@ def test_saw_gdpo_trains_two_steps_on_cpu(smoke_assets, use_v1, tmp_path):
         for bound in ("max", "min"):
             assert math.isfinite(console_value(log, step, f"critic/advantages/{bound}"))
         assert console_value(log, step, "critic/advantages/max") > console_value(log, step, "critic/advantages/min")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "estimator, prefix, use_v1",
+    [("saw_verl_gdpo", "gdpo", False), ("mo_grpo", "mo_grpo", True), ("corr_grpo", "corr_grpo", False),
+     ("gd2po", "gd2po", True)],
+    ids=["saw_verl_gdpo-legacy", "mo_grpo-v1", "corr_grpo-legacy", "gd2po-v1"],
+)
+def test_rival_trains_two_steps_on_cpu(smoke_assets, estimator, prefix, use_v1, tmp_path):
+    """Each rival of the registry (docs/estimators.md) trains 2 steps; its per-key metrics reach verl's loggers."""
+    result = run_main_ppo(smoke_overrides(smoke_assets, use_v1, tmp_path, estimator), tmp_path / "train.log",
+                          RUN_TIMEOUT_S, env=file_logger_env(tmp_path), cwd=tmp_path)
+    log = require_success(result)
+    metrics = step_metrics(tmp_path)
+    assert sorted(metrics) == [1, 2]
+    for step, data in metrics.items():
+        for key in SMOKE_KEYS:
+            for stat in ("mean", "std", "weight"):
+                assert math.isfinite(data[f"{prefix}/{key}/{stat}"]), f"step {step}: {prefix}/{key}/{stat}"
+            assert console_value(log, step, f"{prefix}/{key}/mean") == pytest.approx(data[f"{prefix}/{key}/mean"])
+        assert math.isfinite(console_value(log, step, "critic/advantages/max"))
+    if estimator == "gd2po":
+        assert all(0 <= data["gd2po/keep_ratio"] <= 1 for data in metrics.values())
 
 
 def _load_recipe_module(name: str):
