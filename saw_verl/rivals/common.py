@@ -27,13 +27,16 @@ class Batch(NamedTuple):
 
 
 def prepare(rewards, group_ids, response_mask, cfg: SawConfig, num_groups: Optional[int] = None) -> Batch:
-    """Checked inputs (SawInputError naming the argument, shape, reward key or row at fault) on the mask's device.
+    """Checked inputs (SawInputError naming the argument, shape, reward key or row at fault) on the mask's device
+    (CPU rewards / group ids follow a CUDA mask; any other device mismatch is refused, as for SAW).
 
     rewards (N, K) float, NaN or inf refused (a rival has no rule for an unscored rollout); group_ids (N,) integer,
     any values; response_mask (N, L) bool/int/float. num_groups: optional hint that the ids are dense."""
     rewards, group_ids, response_mask = as_tensors(rewards, group_ids, response_mask)
     device = response_mask.device
-    rewards, group_ids = rewards.to(device), group_ids.to(device)
+    if device.type != "cpu":  # host-built columns follow the mask (as for SAW); another accelerator is refused
+        rewards = rewards.to(device) if rewards.device.type == "cpu" else rewards
+        group_ids = group_ids.to(device) if group_ids.device.type == "cpu" else group_ids
     check_shapes(rewards, group_ids, response_mask, cfg)
     rewards = rewards.to(torch.float64)
     finite = torch.isfinite(rewards)
