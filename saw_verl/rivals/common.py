@@ -1,5 +1,5 @@
 """What every rival estimator shares: checked float64 inputs on one device, per-key batch statistics, the
-token counts of the mask, and the (N, L) float32 write."""
+token counts of the mask, and the (N, L) float32 write (one read of the mask, then one in-place pass)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from saw_verl.weights import batch_moments, pool_cv
 
 
 class Batch(NamedTuple):
-    """rewards (N, K) float64 (finite), ranks (N,) int64 dense group ids in [0, rows), mask (N, L) as given,
-    tokens (N,) float64 response lengths, weights (K,) float64 static weights."""
+    """rewards (N, K) float64 (finite), ranks (N,) int64 dense group ids in [0, rows), out (N, L) float32: the
+    mask's one read, scaled in place into the advantages by token_advantages; tokens (N,) float64 response
+    lengths; weights (K,) float64 static weights."""
 
     rewards: torch.Tensor
     ranks: torch.Tensor
     rows: int
-    mask: torch.Tensor
+    out: torch.Tensor
     tokens: torch.Tensor
     weights: torch.Tensor
 
@@ -44,9 +45,11 @@ def prepare(rewards, group_ids, response_mask, cfg: SawConfig, num_groups: Optio
         row, key = (~finite).nonzero()[0].tolist()
         raise non_finite_error(rewards, cfg.reward_keys, row, key)
     ranks, rows = dense_group_ids(group_ids, num_groups)
-    tokens = response_mask.to(torch.float64).sum(dim=1)
+    out = torch.empty(response_mask.shape, dtype=torch.float32, device=device)
+    out.copy_(response_mask)  # float32 sums of a 0/1 mask are exact below 2^24 tokens a row
+    tokens = out.sum(dim=1).to(torch.float64)
     weights = torch.tensor(cfg.static_weights, dtype=torch.float64, device=device)
-    return Batch(rewards, ranks, rows, response_mask, tokens, weights)
+    return Batch(rewards, ranks, rows, out, tokens, weights)
 
 
 def key_zscores(batch: Batch, cfg: SawConfig) -> torch.Tensor:
@@ -62,8 +65,7 @@ def key_statistics(batch: Batch, cfg: SawConfig) -> dict[str, torch.Tensor]:
     return {"mean": mean, "std": std, "weight": batch.weights}
 
 
-def token_advantages(row_values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """row_values (N,) float64 -> (N, L) float32 advantages: the row's value on its response tokens, +0.0 elsewhere."""
-    advantages = torch.empty(mask.shape, dtype=torch.float32, device=mask.device)
-    advantages.copy_(mask)
-    return advantages.mul_(row_values.to(torch.float32)[:, None]).add_(0.0)  # + 0.0: no -0.0 on masked tokens
+def token_advantages(row_values: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """row_values (N,) float64 -> (N, L) float32 advantages, written into batch.out: the row's value on its
+    response tokens, +0.0 elsewhere."""
+    return batch.out.mul_(row_values.to(torch.float32)[:, None]).add_(0.0)  # + 0.0: no -0.0 on masked tokens

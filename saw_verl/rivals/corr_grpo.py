@@ -49,4 +49,4 @@ def corr_grpo_advantages(rewards, group_ids, response_mask, cfg: SawConfig, num_
     row_values = centred_total / (sums + cfg.epsilon).sqrt()[ranks] if cfg.norm_by_std else centred_total
     scored_groups = count > 1
     stats = {"correlation_sum_mean": torch.where(scored_groups, sums, 0.0).sum() / scored_groups.sum().clamp_min(1)}
-    return EstimatorResult(token_advantages(row_values, batch.mask), key_statistics(batch, cfg), stats, "corr_grpo")
+    return EstimatorResult(token_advantages(row_values, batch), key_statistics(batch, cfg), stats, "corr_grpo")

@@ -70,4 +70,4 @@ def gd2po_advantages(
         "conflict_ratio": conflict.to(torch.float64).mean(),
         "group_keep_ratio_mean": group_keep_ratio.mean(),
     }
-    return EstimatorResult(token_advantages(row_values, batch.mask), key_statistics(batch, cfg), gates, "gd2po")
+    return EstimatorResult(token_advantages(row_values, batch), key_statistics(batch, cfg), gates, "gd2po")

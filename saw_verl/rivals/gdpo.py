@@ -46,4 +46,4 @@ def gdpo_advantages(
         row_values = whiten_rows(summed, batch.tokens, total)
     else:
         row_values = whiten_sequences(summed, cfg.epsilon)
-    return EstimatorResult(token_advantages(row_values, batch.mask), key_statistics(batch, cfg), {}, "gdpo")
+    return EstimatorResult(token_advantages(row_values, batch), key_statistics(batch, cfg), {}, "gdpo")

@@ -15,4 +15,4 @@ def mo_grpo_advantages(rewards, group_ids, response_mask, cfg: SawConfig, num_gr
     per key: mean, std of the raw rewards, weight = the static weight)."""
     batch = prepare(rewards, group_ids, response_mask, cfg, num_groups)
     row_values = key_zscores(batch, cfg) @ batch.weights
-    return EstimatorResult(token_advantages(row_values, batch.mask), key_statistics(batch, cfg), {}, "mo_grpo")
+    return EstimatorResult(token_advantages(row_values, batch), key_statistics(batch, cfg), {}, "mo_grpo")
