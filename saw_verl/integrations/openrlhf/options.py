@@ -107,15 +107,10 @@ def saw_runtime_env(
     history_decay, options: as saw_config.
     """
     cfg = saw_config(estimator, reward_keys, reward_min, reward_weights, preset, dynamic, history_decay, options)
-    payload = {
-        "estimator": estimator,
-        "reward_keys": list(cfg.reward_keys),
-        "reward_min": list(cfg.reward_min),
-        "reward_weights": list(cfg.static_weights),
-        "preset": cfg.preset,
-        "dynamic": cfg.dynamic,
-        "history_decay": cfg.history_decay,
-    }
+    payload = {"estimator": estimator, "reward_keys": list(cfg.reward_keys), "reward_weights": list(cfg.static_weights)}
+    if estimator in ESTIMATOR_MODES:  # SAW's own options (a rival takes none of them)
+        payload.update(reward_min=list(cfg.reward_min), preset=cfg.preset, dynamic=cfg.dynamic,
+                       history_decay=cfg.history_decay)
     if options:
         payload["options"] = dict(options)
     return {"worker_process_setup_hook": SETUP_HOOK, "env_vars": {ENV_VAR: json.dumps(payload)}}
