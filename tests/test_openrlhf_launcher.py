@@ -45,6 +45,13 @@ def test_saw_gdpo_rewrite():
     assert (cfg.reward_min, cfg.static_weights, cfg.history_decay) == ((-3.0, 0.0), (1.0, 0.5), 0.9)
 
 
+def test_openrlhf_hosts_every_registry_estimator_but_gd2po():
+    from saw_verl.integrations.openrlhf.options import NOT_HOSTED, OPENRLHF_ESTIMATORS
+    from saw_verl.registry import ESTIMATORS
+
+    assert set(OPENRLHF_ESTIMATORS) | set(NOT_HOSTED) == set(ESTIMATORS) and set(NOT_HOSTED) == {"gd2po"}
+
+
 @pytest.mark.parametrize("estimator", ["gdpo", "mo_grpo", "corr_grpo"])
 def test_rival_rewrite(estimator):
     extra = ["--saw.reward_weights", "1,0.5"] + (["--saw.whitening", "sequence"] if estimator == "gdpo" else [])

@@ -14,13 +14,13 @@ from typing import Mapping, Optional, Sequence, Union
 
 from saw_verl.config import SawConfig
 from saw_verl.errors import SawInputError
-from saw_verl.registry import REGISTRY, Estimator, check_option_names, estimator_config
 
 ENV_VAR = "SAW_VERL_OPENRLHF"
 SETUP_HOOK = "saw_verl.integrations.openrlhf.hook.setup"
 ESTIMATOR_MODES = {"saw_grpo": "grpo", "saw_gdpo": "gdpo"}
-# Every registry estimator but gd2po: its filtered groups are not zero-mean, and the delegate subtracts group means
-OPENRLHF_ESTIMATORS = tuple(name for name in REGISTRY if name != "gd2po")
+# Every registry estimator but gd2po: its filtered groups are not zero-mean, and the delegate subtracts group means.
+# Spelt out: this module imports no torch (the Ray setup hook's package imports it); saw_verl.registry loads on use.
+OPENRLHF_ESTIMATORS = ("saw_grpo", "saw_gdpo", "gdpo", "mo_grpo", "corr_grpo")
 NOT_HOSTED = {"gd2po": "its dropped rollouts leave groups whose mean is not 0, and OpenRLHF's only pass-through "
                        "estimator (dr_grpo) subtracts each group's mean: use it in verl"}
 SAW_ONLY_DEFAULTS = {"reward_min": None, "preset": "paper", "dynamic": True, "history_decay": 0.0}
@@ -36,8 +36,11 @@ OPENRLHF_OPTION_NAMES = {
 }
 
 
-def openrlhf_estimator(estimator: str) -> Estimator:
-    """The registry entry of an estimator OpenRLHF can host (SawInputError naming the flag otherwise)."""
+def openrlhf_estimator(estimator: str):
+    """The registry entry (saw_verl.registry.Estimator) of an estimator OpenRLHF can host (SawInputError naming the
+    flag otherwise)."""
+    from saw_verl.registry import REGISTRY
+
     if estimator in NOT_HOSTED:
         raise SawInputError(f"--algo.advantage.estimator {estimator} cannot run in OpenRLHF: {NOT_HOSTED[estimator]}")
     if estimator not in OPENRLHF_ESTIMATORS:
@@ -59,6 +62,8 @@ def saw_config(
     history_decay: in [0, 1), SAW's statistics over a decayed pool of past steps (docs/spec.md, "History").
     options: the estimator's own options (gdpo: whitening), checked here; SAW's options set for a rival are
     refused (they would do nothing)."""
+    from saw_verl.registry import check_option_names, estimator_config
+
     entry = openrlhf_estimator(estimator)
     if isinstance(reward_keys, str):
         reward_keys = [key.strip() for key in reward_keys.split(",") if key.strip()]
