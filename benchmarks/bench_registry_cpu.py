@@ -26,8 +26,9 @@ from benchmarks.timing import machine
 SHAPE = (4096, 1024, 3)
 RESULTS = Path(__file__).parent / "results"
 # shown name -> verl's adv_estimator (verl's own gdpo first: the baseline)
-ESTIMATORS = {"verl gdpo": "gdpo", "saw_grpo": "saw_grpo", "saw_gdpo": "saw_gdpo", "gdpo (saw_verl_gdpo)": "saw_verl_gdpo",
-              "mo_grpo": "mo_grpo", "corr_grpo": "corr_grpo", "gd2po": "gd2po", "gd2po tau=0.8": "gd2po"}
+ESTIMATORS = {"verl gdpo": "gdpo", "saw_grpo": "saw_grpo", "saw_gdpo": "saw_gdpo",
+              "gdpo (saw_verl_gdpo)": "saw_verl_gdpo", "mo_grpo": "mo_grpo", "corr_grpo": "corr_grpo",
+              "gd2po": "gd2po", "gd2po tau=0.8": "gd2po"}
 
 
 def calls(n: int, length: int, k: int) -> dict:
@@ -63,8 +64,8 @@ def markdown(report: dict) -> str:
         f"verl {m.get('verl', '?')}; Python {m['python']}",
         f"- date: {m['date']}; 1-minute load average at the start: {m['load_average_1min_at_start']} "
         "(the machine is shared with other jobs)", f"- command: `{m['command']}`",
-        f"- batch: N={n}, L={length}, K={k}, groups of 16 shuffled, int64 response_mask; medians of "
-        f"{report['rounds']} calls each, all estimators alternating", "",
+        f"- batch: N={n}, L={length}, K={k}, groups of 16 shuffled, int64 response_mask",
+        f"- medians of {report['rounds']} calls each, all estimators alternating", "",
         "| estimator | median ms | fastest ms | faster than verl gdpo | time / saw_gdpo |",
         "|---|---|---|---|---|",
     ]

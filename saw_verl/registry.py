@@ -95,7 +95,9 @@ def check_option_names(estimator: Estimator, names, what: str = "option") -> Non
     unknown = sorted(set(names) - set(known))
     if unknown:
         hints = {name: difflib.get_close_matches(name, known, n=1) for name in unknown}
-        named = ", ".join(f"{name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") for name, hint in hints.items())
+        named = ", ".join(
+            f"{name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") for name, hint in hints.items()
+        )
         raise SawInputError(f"unknown {estimator.name} {what} {named}; its options are {', '.join(known)}")
 
 

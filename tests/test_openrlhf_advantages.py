@@ -245,5 +245,6 @@ def test_rivals_through_real_openrlhf_equal_their_reference(experience_maker, mo
 
 def test_rival_clip_range_that_clips_is_refused(experience_maker, monkeypatch):
     enable_saw(monkeypatch, "mo_grpo", ("a", "b"))
-    assert_refused(experience_maker, bad_batches(torch.Generator().manual_seed(15)), make_args(4, clip_range=(-0.1, 0.1)),
+    batches = bad_batches(torch.Generator().manual_seed(15))
+    assert_refused(experience_maker, batches, make_args(4, clip_range=(-0.1, 0.1)),
                    r"--reward.clip_range -0.1 0.1 clips mo_grpo's advantages")

@@ -87,8 +87,9 @@ def test_kl_in_reward_is_warned_about(caplog):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--saw.reward_keys", "a"], r"--saw.reward_keys need --algo.advantage.estimator one of saw_grpo, saw_gdpo, gdpo, "
-                                      r"mo_grpo, corr_grpo \(got None\)"),
+        (["--saw.reward_keys", "a"],
+         r"--saw.reward_keys need --algo.advantage.estimator one of saw_grpo, saw_gdpo, gdpo, mo_grpo, corr_grpo "
+         r"\(got None\)"),
         (saw("gd2po", "a"), r"gd2po cannot run in OpenRLHF: its dropped rollouts"),
         (saw("mo_grpo", "a", "--saw.preset", "official"), r"--saw.preset is a SAW option: it does nothing for mo_grpo"),
         (saw("corr_grpo", "a", "--saw.whitening", "token"), r"unknown corr_grpo option \(--saw.\*\) 'whitening'"),

@@ -69,7 +69,8 @@ def test_gdpo_sequence_whitening_matches_reference(seed):
 @pytest.mark.parametrize("estimator", ["gdpo", "mo_grpo", "corr_grpo", "gd2po"])
 def test_singleton_and_constant_groups(estimator):
     """A singleton group and a group constant in every key: the references' rules (constant: exactly 0)."""
-    rewards = torch.tensor([[1.0, 0.0], [0.3, 1.0], [0.3, 1.0], [0.0, 1.0], [1.0, 0.5], [0.2, 0.1]], dtype=torch.float64)
+    rewards = torch.tensor([[1.0, 0.0], [0.3, 1.0], [0.3, 1.0], [0.0, 1.0], [1.0, 0.5], [0.2, 0.1]],
+                           dtype=torch.float64)
     group_ids = torch.tensor([0, 1, 1, 2, 2, 3])
     mask = torch.ones(6, 3, dtype=torch.int64)
     result = compute_advantages(estimator, rewards, group_ids, mask)

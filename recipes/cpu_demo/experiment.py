@@ -136,7 +136,8 @@ def print_steps(metrics_path: Path, method: str, seed: int, keys: list[str], fin
             weights = " ".join(f"{key}={row[f'weight/{key}']:.3f}" for key in keys)
             rewards = " ".join(f"{key}={row[key]:.3f}" for key in keys)
             gates = "".join(f" | {gate} {row[f'gate/{gate}']:.3f}" for gate in GATES if row[f"gate/{gate}"] is not None)
-            print(f"{method} seed {seed} step {row['step']}: weights {weights} | reward means {rewards}{gates}", flush=True)
+            print(f"{method} seed {seed} step {row['step']}: weights {weights} | reward means {rewards}{gates}",
+                  flush=True)
         printed = len(rows)
         if done:
             return

@@ -49,7 +49,9 @@ def wrap_compute_advantages(original):
             estimator, cfg, own = selected
             args = self.strategy.args
             check_args(args, self.advantage_estimator, cfg, estimator)
-            write_saw_rewards(experiences, args.rollout.n_samples_per_prompt, cfg, args.reward.clip_range, estimator, own)
+            write_saw_rewards(
+                experiences, args.rollout.n_samples_per_prompt, cfg, args.reward.clip_range, estimator, own
+            )
         return original(self, experiences, *rest, **kwargs)
 
     compute_advantages_and_returns.saw_verl_wrapped = True

@@ -167,7 +167,9 @@ def estimator_config_from_algorithm(
         norm_adv_by_std_in_grpo = _get(algorithm_config, "norm_adv_by_std_in_grpo", True)
     _warn_once_if_kl_in_reward(algorithm_config, estimator.verl_name)
     weights = _optional_list("algorithm.gdpo_reward_weights", _get(algorithm_config, "gdpo_reward_weights"))
-    shared = {"reward_keys": keys, "reward_weights": weights, "epsilon": epsilon, "norm_by_std": bool(norm_adv_by_std_in_grpo)}
+    shared = {
+        "reward_keys": keys, "reward_weights": weights, "epsilon": epsilon, "norm_by_std": bool(norm_adv_by_std_in_grpo)
+    }
     own = {name: block[name] for name in estimator.own_options if name in block}
     estimator.check(**own)
     return estimator_config(estimator, len(keys), shared, option_names=VERL_OPTION_NAMES), own

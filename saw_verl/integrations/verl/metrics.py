@@ -1,4 +1,5 @@
-"""Per-key statistics of the latest step (SAW's weights, the rivals' means, stds and gates), handed from the estimator to the trainer's step metrics.
+"""Per-key statistics of the latest step (SAW's weights, the rivals' means, stds and gates), handed from
+the estimator to the trainer's step metrics.
 
 The estimator runs in the trainer's process (verl's TaskRunner), but verl gives it no metrics dict:
 it `publish`es here, and the shim `take`s the pending metrics into the step metrics (v1: the
