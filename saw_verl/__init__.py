@@ -24,6 +24,9 @@ _EXPORTS = {
     "saw_advantages": "saw_verl.advantages",
     "saw_grpo_advantages": "saw_verl.advantages",
     "saw_gdpo_advantages": "saw_verl.advantages",
+    "compute_advantages": "saw_verl.registry",
+    "EstimatorResult": "saw_verl.result",
+    "ESTIMATORS": "saw_verl.registry",
 }
 
 __all__ = sorted(_EXPORTS)

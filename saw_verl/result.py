@@ -19,3 +19,35 @@ class SawResult(NamedTuple):
     std: torch.Tensor
     batch_cv: Optional[torch.Tensor] = None
     pool: Optional[torch.Tensor] = None
+
+
+class EstimatorResult(NamedTuple):
+    """What every estimator of the registry (saw_verl.registry) returns.
+
+    advantages: (N, L) float32. per_key: statistic name -> (K,) float64, one value per reward key (raw reward
+    mean / std of the batch; weights or gates where the estimator has them). batch: statistic name -> () float64
+    (batch-level gates, e.g. the share of rollouts kept). prefix: the metric namespace ("saw" for SAW, else the
+    estimator's name). saw: the SawResult of a SAW estimator (None for the others)."""
+
+    advantages: torch.Tensor
+    per_key: dict
+    batch: dict
+    prefix: str
+    saw: Optional[SawResult] = None
+
+    def metrics(self, reward_keys) -> dict[str, float]:
+        """{prefix/key/statistic: float} for every per-key statistic and {prefix/statistic: float} for the batch
+        ones, read from the device in one transfer."""
+        columns = list(self.per_key.values()) + list(self.batch.values())
+        if not columns:
+            return {}
+        values = torch.cat([c.reshape(-1).to(torch.float64) for c in columns]).tolist()
+        out, at = {}, 0
+        for stat in self.per_key:
+            for key in reward_keys:
+                out[f"{self.prefix}/{key}/{stat}"] = values[at]
+                at += 1
+        for stat in self.batch:
+            out[f"{self.prefix}/{stat}"] = values[at]
+            at += 1
+        return out

@@ -54,6 +54,7 @@ SNIPPETS = {  # (file, a fragment of exactly one of its code blocks) -> the test
     ("docs/openrlhf.md", "python -m saw_verl.integrations.openrlhf"): "test_openrlhf_command_reaches_train_ppo_ray",
     ("docs/verl.md", "VERL_USE_EXTERNAL_MODULES"): "test_verl_external_modules_snippet",
     ("docs/backends.md", "saw_advantages("): "test_backends_snippet",
+    ("docs/estimators.md", "compute_advantages("): "test_estimators_snippet",
 }
 
 
@@ -253,6 +254,13 @@ def test_backends_snippet():
     exec(snippet("docs/backends.md", "saw_advantages("), namespace)
     result = namespace["result"]
     assert result.advantages.shape == (4, 3) and result.weights.shape == (2,)
+
+
+def test_estimators_snippet(capsys):
+    namespace = {}
+    exec(snippet("docs/estimators.md", "compute_advantages("), namespace)
+    assert namespace["result"].advantages.shape == (4, 3)
+    assert capsys.readouterr().out.startswith("torch.Size([4, 3]) ")
 
 
 # Installing, the main job, the tests

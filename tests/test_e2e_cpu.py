@@ -41,10 +41,10 @@ def smoke_assets(tmp_path_factory):
     return {"model": build_tiny_model(root / "model"), "train": train, "val": val}
 
 
-def smoke_overrides(assets, use_v1: bool, run_dir: Path) -> list[str]:
+def smoke_overrides(assets, use_v1: bool, run_dir: Path, estimator: str = "saw_gdpo") -> list[str]:
     return [
         f"trainer.use_v1={use_v1}",
-        "algorithm.adv_estimator=saw_gdpo",
+        f"algorithm.adv_estimator={estimator}",
         f"+algorithm.gdpo_reward_keys=[{','.join(SMOKE_KEYS)}]",
         f"data.train_files={assets['train']}", f"data.val_files={assets['val']}",
         "data.train_batch_size=4", "data.max_prompt_length=32", "data.max_response_length=8",
@@ -148,6 +148,30 @@ def test_resumed_run_goes_on_with_the_saw_history_pool(smoke_assets, use_v1, tmp
             assert resumed[2][f"saw/{key}/{stat}"] == whole[f"saw/{key}/{stat}"], f"step 2 saw/{key}/{stat}"
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "estimator, prefix, use_v1",
+    [("saw_verl_gdpo", "gdpo", False), ("mo_grpo", "mo_grpo", True), ("corr_grpo", "corr_grpo", False),
+     ("gd2po", "gd2po", True)],
+    ids=["saw_verl_gdpo-legacy", "mo_grpo-v1", "corr_grpo-legacy", "gd2po-v1"],
+)
+def test_rival_trains_two_steps_on_cpu(smoke_assets, estimator, prefix, use_v1, tmp_path):
+    """Each rival of the registry (docs/estimators.md) trains 2 steps; its per-key metrics reach verl's loggers."""
+    result = run_main_ppo(smoke_overrides(smoke_assets, use_v1, tmp_path, estimator), tmp_path / "train.log",
+                          RUN_TIMEOUT_S, env=file_logger_env(tmp_path), cwd=tmp_path)
+    log = require_success(result)
+    metrics = step_metrics(tmp_path)
+    assert sorted(metrics) == [1, 2]
+    for step, data in metrics.items():
+        for key in SMOKE_KEYS:
+            for stat in ("mean", "std", "weight"):
+                assert math.isfinite(data[f"{prefix}/{key}/{stat}"]), f"step {step}: {prefix}/{key}/{stat}"
+            assert console_value(log, step, f"{prefix}/{key}/mean") == pytest.approx(data[f"{prefix}/{key}/mean"])
+        assert math.isfinite(console_value(log, step, "critic/advantages/max"))
+    if estimator == "gd2po":
+        assert all(0 <= data["gd2po/keep_ratio"] <= 1 for data in metrics.values())
+
+
 def _load_recipe_module(name: str):
     return importlib.import_module(f"recipes.cpu_demo.{name}")
 
@@ -168,6 +192,26 @@ def test_cpu_demo_config_composes_with_hydra():
     assert list(algorithm.gdpo_reward_keys) == list(_load_recipe_module("reward").REWARD_KEYS)
     assert config.trainer.total_training_steps == 7 and config.data.seed == 3
     assert config.actor_rollout_ref.model.path == "/tmp/w/models/seed3"
+
+
+@pytest.mark.parametrize("method, saw_block", [("saw_verl_gdpo", {}), ("mo_grpo", {}), ("gd2po_snr", {"tau": 0.8})])
+def test_cpu_demo_rival_methods_compose_and_pass_their_options(method, saw_block):
+    """A rival's run replaces the recipe's SAW block by its own options, which its estimator then accepts."""
+    from hydra import compose, initialize_config_dir
+    from verl.utils.config import omega_conf_to_dataclass
+
+    from saw_verl.integrations.verl.config import estimator_config_from_algorithm
+    from saw_verl.registry import REGISTRY
+
+    experiment = _load_recipe_module("experiment")
+    with initialize_config_dir(str(RECIPE_DIR / "config"), version_base=None):
+        config = compose("cpu_demo", overrides=experiment.run_overrides(Path("/tmp/w"), method, seed=0, steps=2))
+    algorithm = omega_conf_to_dataclass(config.algorithm)
+    chosen = experiment.METHODS[method]
+    assert (algorithm.adv_estimator, dict(algorithm.saw)) == (chosen.estimator, saw_block)
+    entry = next(e for e in REGISTRY.values() if e.verl_name == chosen.estimator)
+    _, own = estimator_config_from_algorithm(algorithm, entry)
+    assert own == saw_block
 
 
 @pytest.mark.e2e

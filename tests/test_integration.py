@@ -24,6 +24,7 @@ from spec_cases import EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, EXAMPLE_WEIGHTS
 from verl_batches import algorithm_config, example_batch, example_config, verl_batch
 from verl.trainer.ppo import core_algos, ray_trainer
 
+VERL_NAMES = ["corr_grpo", "gd2po", "mo_grpo", "saw_gdpo", "saw_grpo", "saw_verl_gdpo"]  # every one registered
 SAW_GDPO_EXAMPLE = torch.tensor(EXAMPLE_ADVANTAGES[("gdpo", True)], dtype=torch.float32)
 
 
@@ -37,7 +38,9 @@ PROBE = """
 import json, sys
 import verl
 from verl.trainer.ppo import core_algos
-registered = sorted(name for name in core_algos.ADV_ESTIMATOR_REGISTRY if name.startswith("saw_"))
+from saw_verl.registry import REGISTRY
+ours = {entry.verl_name for entry in REGISTRY.values()}
+registered = sorted(name for name in core_algos.ADV_ESTIMATOR_REGISTRY if name in ours)
 eager = "verl.trainer.ppo.ray_trainer" in sys.modules
 import verl.trainer.ppo.ray_trainer as rt, verl.trainer.ppo.v1.trainer_base as tb
 print(json.dumps({"registered": registered, "eager": eager,
@@ -62,7 +65,7 @@ def test_import_verl_registers_and_hooks_lazily(env, active):
     run = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     state = json.loads(run.stdout.strip().splitlines()[-1])
-    expected = {"registered": ["saw_gdpo", "saw_grpo"] if active else [], "eager": False, "legacy": active, "v1": active}
+    expected = {"registered": VERL_NAMES if active else [], "eager": False, "legacy": active, "v1": active}
     assert state == expected
 
 
@@ -83,11 +86,12 @@ def test_any_integration_module_imported_first_still_registers(module):
     code = (
         f"import saw_verl.integrations.verl.{module}\n"
         "from verl.trainer.ppo import core_algos\n"
-        "print(sorted(k for k in core_algos.ADV_ESTIMATOR_REGISTRY if k.startswith('saw_')))"
+        "from saw_verl.registry import REGISTRY\n"
+        "print(sorted(e.verl_name for e in REGISTRY.values() if e.verl_name in core_algos.ADV_ESTIMATOR_REGISTRY))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().splitlines()[-1] == "['saw_gdpo', 'saw_grpo']"
+    assert run.stdout.strip().splitlines()[-1] == str(VERL_NAMES)
     assert "loading the verl plugin failed" not in run.stderr, run.stderr[-3000:]
 
 
@@ -219,7 +223,7 @@ def test_step_metrics_reach_legacy_compute_data_metrics(caplog):
         assert step[f"saw/{key}/mean"] == pytest.approx(expected.mean[k].item())
         assert step[f"saw/{key}/std"] == pytest.approx(expected.std[k].item())
     assert "critic/advantages/mean" in step  # verl's own metrics are still there
-    assert "saw_gdpo weights: correctness=1.2500" in caplog.text
+    assert "saw_gdpo per key: correctness (weight 1.2500" in caplog.text
     assert not any(name.startswith("saw/") for name in ray_trainer.compute_data_metrics(batch=data, use_critic=False))
 
 

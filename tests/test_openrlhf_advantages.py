@@ -18,6 +18,7 @@ from saw_verl import SawInputError, metric_name
 from saw_verl.integrations.openrlhf import hook, saw_runtime_env
 from saw_verl.integrations.openrlhf.options import ENV_VAR, saw_config
 from saw_verl.reference import reference_saw_advantages
+from saw_verl.reference_rivals import reference_corr_grpo, reference_gdpo, reference_mo_grpo
 from saw_verl.weights import STATISTICS
 
 
@@ -214,3 +215,36 @@ def test_history_carries_across_training_steps(experience_maker, monkeypatch, es
         past.append(matrix)
     assert {metric_name(key, "batch_cv") for key in keys} <= set(out[0].info)
     HISTORIES.clear()
+
+
+RIVAL_REFERENCES = {"gdpo": reference_gdpo, "mo_grpo": reference_mo_grpo, "corr_grpo": reference_corr_grpo}
+
+
+@pytest.mark.parametrize("estimator", sorted(RIVAL_REFERENCES))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rivals_through_real_openrlhf_equal_their_reference(experience_maker, monkeypatch, estimator, seed):
+    """Each rival OpenRLHF hosts (one value per rollout: gdpo whitens over rollouts) against its float64 reference,
+    with its per-key metrics in Experience.info."""
+    generator = torch.Generator().manual_seed(seed)
+    keys, weights, group_size = ("correct", "format", "length"), (1.0, 0.5, 2.0), 4
+    enable_saw(monkeypatch, estimator, keys, reward_weights=weights)
+    rewards = random_rewards(generator, 3 + seed, group_size, keys)
+    maker = make_maker(experience_maker, make_args(group_size, clip_range=(-1e9, 1e9)))
+    out = maker.compute_advantages_and_returns(make_micro_batches(rewards, generator))
+    matrix = torch.stack([rewards[key] for key in keys], dim=1).float().double()
+    n = matrix.shape[0]
+    expected = RIVAL_REFERENCES[estimator](matrix, torch.arange(n) // group_size, torch.ones(n, 1), weights)[:, 0]
+    for batch, experience in enumerate(out):
+        rows = torch.tensor(experience.index)
+        mask = experience.action_mask.double()
+        assert_close(experience.advantages * mask, expected[rows, None] * mask, scaled_tolerance(expected, 2e-6),
+                     f"{estimator} advantages, micro-batch {batch}")
+        assert_close(experience.info[f"{estimator}/format/weight"], torch.full((len(rows),), 0.5), 1e-6, "weight")
+        assert experience.info[f"{estimator}/length/mean"].shape == rows.shape
+
+
+def test_rival_clip_range_that_clips_is_refused(experience_maker, monkeypatch):
+    enable_saw(monkeypatch, "mo_grpo", ("a", "b"))
+    batches = bad_batches(torch.Generator().manual_seed(15))
+    assert_refused(experience_maker, batches, make_args(4, clip_range=(-0.1, 0.1)),
+                   r"--reward.clip_range -0.1 0.1 clips mo_grpo's advantages")

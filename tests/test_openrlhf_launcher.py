@@ -45,6 +45,26 @@ def test_saw_gdpo_rewrite():
     assert (cfg.reward_min, cfg.static_weights, cfg.history_decay) == ((-3.0, 0.0), (1.0, 0.5), 0.9)
 
 
+def test_openrlhf_hosts_every_registry_estimator_but_gd2po():
+    from saw_verl.integrations.openrlhf.options import NOT_HOSTED, OPENRLHF_ESTIMATORS
+    from saw_verl.registry import ESTIMATORS
+
+    assert set(OPENRLHF_ESTIMATORS) | set(NOT_HOSTED) == set(ESTIMATORS) and set(NOT_HOSTED) == {"gd2po"}
+
+
+@pytest.mark.parametrize("estimator", ["gdpo", "mo_grpo", "corr_grpo"])
+def test_rival_rewrite(estimator):
+    extra = ["--saw.reward_weights", "1,0.5"] + (["--saw.whitening", "sequence"] if estimator == "gdpo" else [])
+    launch = launcher.prepare(BASE + saw(estimator, "correct,format", *extra))
+    assert launch.argv == BASE + ["--algo.advantage.estimator", "dr_grpo", "--reward.clip_range", "-1000000000",
+                                  "1000000000"]
+    payload = saw_payload(launch)
+    assert payload["estimator"] == estimator and payload["reward_weights"] == [1.0, 0.5]
+    assert payload.get("options") == ({"whitening": "sequence"} if estimator == "gdpo" else None)
+    cfg = config_from_env(launch.runtime_env["env_vars"])
+    assert (cfg.reward_keys, cfg.static_weights) == (("correct", "format"), (1.0, 0.5))
+
+
 def test_saw_grpo_rewrite_keeps_clip_range_and_equals_form():
     clip = ["--reward.clip_range", "-5", "5"]
     launch = launcher.prepare(BASE + clip + ["--algo.advantage.estimator=saw_grpo", "--saw.reward_keys", "a"])
@@ -67,7 +87,14 @@ def test_kl_in_reward_is_warned_about(caplog):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--saw.reward_keys", "a"], r"--saw.reward_keys need --algo.advantage.estimator saw_grpo or saw_gdpo \(got None\)"),
+        (["--saw.reward_keys", "a"],
+         r"--saw.reward_keys need --algo.advantage.estimator one of saw_grpo, saw_gdpo, gdpo, mo_grpo, corr_grpo "
+         r"\(got None\)"),
+        (saw("gd2po", "a"), r"gd2po cannot run in OpenRLHF: its dropped rollouts"),
+        (saw("mo_grpo", "a", "--saw.preset", "official"), r"--saw.preset is a SAW option: it does nothing for mo_grpo"),
+        (saw("corr_grpo", "a", "--saw.whitening", "token"), r"unknown corr_grpo option \(--saw.\*\) 'whitening'"),
+        (saw("gdpo", "a", "--saw.whitening", "rows"), r"whitening='rows'"),
+        (saw("mo_grpo", "a", "--reward.clip_range", "-5", "5"), r"--reward.clip_range would clip mo_grpo"),
         (["--algo.advantage.estimator", "saw_gdpo"], "needs --saw.reward_keys"),
         (["--algo.advantage.estimator", "saw_gdpo", "--saw.reward_keys"], r"--saw.reward_keys needs a value"),
         (saw("saw_gdpo", "a,b", "--saw.reward_min", "0"), r"--saw.reward_min has 1 entries but there are 2 reward keys"),
@@ -100,8 +127,8 @@ def test_groups_are_required(samples):
 
 
 def test_helper_validates_at_call_time():
-    with pytest.raises(SawInputError, match=r"unknown SAW estimator 'gdpo'"):
-        saw_runtime_env("gdpo", ["a"])
+    with pytest.raises(SawInputError, match=r"unknown saw_verl estimator 'gdpp'"):
+        saw_runtime_env("gdpp", ["a"])
     with pytest.raises(SawInputError, match=r"--saw.reward_weights has 1 entries"):
         saw_runtime_env("saw_grpo", ["a", "b"], reward_weights=[1.0])
     with pytest.raises(SawInputError, match=r"--saw.reward_min: entry for 'a' is not finite"):

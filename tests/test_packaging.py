@@ -24,8 +24,9 @@ import verl
 from verl.trainer.ppo import core_algos
 import saw_verl
 assert saw_verl.__file__.startswith(sys.prefix), f"saw_verl imported from {saw_verl.__file__}, not the wheel"
-found = {name for name in ("saw_grpo", "saw_gdpo") if name in core_algos.ADV_ESTIMATOR_REGISTRY}
-assert found == {"saw_grpo", "saw_gdpo"}, f"registered through the entry point: {sorted(found)}"
+ours = {"saw_grpo", "saw_gdpo", "saw_verl_gdpo", "mo_grpo", "corr_grpo", "gd2po"}
+found = {name for name in ours if name in core_algos.ADV_ESTIMATOR_REGISTRY}
+assert found == ours, f"registered through the entry point: {sorted(found)}"
 (entry,) = [e for e in md.entry_points(group="verl.plugins") if e.name == "saw_verl"]
 import saw_verl.kernels, saw_verl.integrations.verl.shim
 print("ok", entry.value, md.version("saw-verl"))
@@ -48,7 +49,8 @@ def test_wheel_ships_the_package_only_with_a_light_core(wheel):
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"saw_verl"}, f"top-level entries in the wheel: {sorted(top_level)}"
     for module in ("saw_verl/kernels/__init__.py", "saw_verl/integrations/verl/plugin.py",
-                   "saw_verl/integrations/trl/__init__.py", "saw_verl/integrations/openrlhf/__init__.py"):
+                   "saw_verl/integrations/trl/__init__.py", "saw_verl/integrations/openrlhf/__init__.py",
+                   "saw_verl/registry.py", "saw_verl/rivals/gdpo.py", "saw_verl/rivals/gd2po.py"):
         assert module in names, f"{module} missing from {wheel.name}"
     assert not [n for n in names if "cpu_harness" in n], "the CPU harness is repository-only"
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "LICENSE missing from the wheel"

@@ -20,6 +20,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from omegaconf import OmegaConf
 
@@ -32,15 +33,34 @@ RECIPE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = RECIPE_DIR / "config"
 CONFIG_NAME = "cpu_demo"
 
-# method -> (verl estimator, SAW's dynamic weights, algorithm.saw.history_decay); the baselines are the same
-# estimators with equal weights (algorithm.saw.dynamic=false), i.e. plain multi-reward GRPO / GDPO.
+
+
+class Method(NamedTuple):
+    """estimator: verl's algorithm.adv_estimator. saw: the algorithm.saw options the run overrides (SAW's, or the
+    rival's own; a rival's run replaces the block). prefix: its metric namespace (docs/estimators.md)."""
+
+    estimator: str
+    saw: dict
+    prefix: str = "saw"
+
+
+# The baselines grpo / gdpo are SAW's estimators with equal weights (algorithm.saw.dynamic=false), i.e. plain
+# multi-reward GRPO / GDPO through SAW's code. The rivals of the registry run under their verl names:
+# saw_verl_gdpo is the registry's `gdpo` (verl 0.9.1's gdpo, the same math as `gdpo` here through its own code);
+# gd2po is the hard filter, gd2po_snr the SNR filter with the authors' script's tau = 0.8.
 METHODS = {
-    "grpo": ("saw_grpo", False, 0.0),
-    "saw_grpo": ("saw_grpo", True, 0.0),
-    "gdpo": ("saw_gdpo", False, 0.0),
-    "saw_gdpo": ("saw_gdpo", True, 0.0),
-    "saw_gdpo_history": ("saw_gdpo", True, 0.9),
+    "grpo": Method("saw_grpo", {"dynamic": False, "history_decay": 0.0}),
+    "saw_grpo": Method("saw_grpo", {"dynamic": True, "history_decay": 0.0}),
+    "gdpo": Method("saw_gdpo", {"dynamic": False, "history_decay": 0.0}),
+    "saw_gdpo": Method("saw_gdpo", {"dynamic": True, "history_decay": 0.0}),
+    "saw_gdpo_history": Method("saw_gdpo", {"dynamic": True, "history_decay": 0.9}),
+    "saw_verl_gdpo": Method("saw_verl_gdpo", {}, "gdpo"),
+    "mo_grpo": Method("mo_grpo", {}, "mo_grpo"),
+    "corr_grpo": Method("corr_grpo", {}, "corr_grpo"),
+    "gd2po": Method("gd2po", {}, "gd2po"),
+    "gd2po_snr": Method("gd2po", {"tau": 0.8}, "gd2po"),
 }
+GATES = ("keep_ratio", "conflict_ratio", "group_keep_ratio_mean", "correlation_sum_mean")  # rivals' batch metrics
 
 
 def reward_keys() -> list[str]:
@@ -62,7 +82,11 @@ def prepare(workdir: Path, seeds: list[int]) -> None:
 
 def run_overrides(workdir: Path, method: str, seed: int, steps: int) -> list[str]:
     """Hydra overrides of one run on top of ``config/cpu_demo.yaml``."""
-    estimator, dynamic, history_decay = METHODS[method]
+    chosen = METHODS[method]
+    if chosen.prefix == "saw":
+        saw_block = [f"algorithm.saw.{name}={str(value).lower()}" for name, value in chosen.saw.items()]
+    else:  # the recipe's SAW options would do nothing for a rival (refused): its own options only
+        saw_block = ["~algorithm.saw"] + [f"+algorithm.saw.{name}={value}" for name, value in chosen.saw.items()]
     return [
         f"data.train_files={workdir / 'data' / 'train.parquet'}",
         f"data.val_files={workdir / 'data' / 'test.parquet'}",
@@ -70,9 +94,8 @@ def run_overrides(workdir: Path, method: str, seed: int, steps: int) -> list[str
         f"actor_rollout_ref.model.path={workdir / 'models' / f'seed{seed}'}",
         f"actor_rollout_ref.rollout.seed={seed}",
         f"reward.custom_reward_function.path={RECIPE_DIR / 'reward.py'}",
-        f"algorithm.adv_estimator={estimator}",
-        f"algorithm.saw.dynamic={str(dynamic).lower()}",
-        f"algorithm.saw.history_decay={history_decay}",
+        f"algorithm.adv_estimator={chosen.estimator}",
+        *saw_block,
         f"trainer.total_training_steps={steps}",
         f"trainer.experiment_name={method}_seed{seed}",
         f"trainer.default_local_dir={workdir / 'checkpoints' / f'{method}_seed{seed}'}",
@@ -90,7 +113,7 @@ def run_one(workdir: Path, method: str, seed: int, steps: int, timeout_s: float,
     metrics_path.unlink(missing_ok=True)
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics_path))
     finished = threading.Event()
-    printer = threading.Thread(target=print_steps, args=(metrics_path, f"{method} seed {seed}", keys, finished))
+    printer = threading.Thread(target=print_steps, args=(metrics_path, method, seed, keys, finished))
     printer.start()
     try:
         return run_main_ppo(run_overrides(workdir, method, seed, steps), run_dir / "train.log", timeout_s,
@@ -100,35 +123,40 @@ def run_one(workdir: Path, method: str, seed: int, steps: int, timeout_s: float,
         printer.join()
 
 
-def print_steps(metrics_path: Path, label: str, keys: list[str], finished: threading.Event) -> None:
+def print_steps(metrics_path: Path, method: str, seed: int, keys: list[str], finished: threading.Event) -> None:
     """Print one line per training step of a running job, as its verl ``file`` logger appends them."""
     printed = 0
     while True:
         done = finished.wait(1.0)
         try:
-            rows = step_rows(metrics_path, "", 0, keys) if metrics_path.exists() else []
+            rows = step_rows(metrics_path, method, seed, keys) if metrics_path.exists() else []
         except json.JSONDecodeError:  # a line verl is still writing: read it on the next tick
             continue
         for row in rows[printed:]:
             weights = " ".join(f"{key}={row[f'weight/{key}']:.3f}" for key in keys)
             rewards = " ".join(f"{key}={row[key]:.3f}" for key in keys)
-            print(f"{label} step {row['step']}: saw weights {weights} | reward means {rewards}", flush=True)
+            gates = "".join(f" | {gate} {row[f'gate/{gate}']:.3f}" for gate in GATES if row[f"gate/{gate}"] is not None)
+            print(f"{method} seed {seed} step {row['step']}: weights {weights} | reward means {rewards}{gates}",
+                  flush=True)
         printed = len(rows)
         if done:
             return
 
 
 def step_rows(verl_metrics: Path, method: str, seed: int, keys: list[str]) -> list[dict]:
-    """Per-step rows (reward means, SAW weights, step time) from one run's verl ``file`` logger output."""
+    """Per-step rows (reward means, weights: SAW's, or a rival's static ones; the rivals' gates, None where the
+    method has none; step time) from one run's verl ``file`` logger output."""
+    prefix = METHODS[method].prefix
     rows = []
     for line in verl_metrics.read_text().splitlines():
         record = json.loads(line)
         data = record["data"]
-        if f"saw/{keys[0]}/mean" not in data:  # e.g. a validation-only record
+        if f"{prefix}/{keys[0]}/mean" not in data:  # e.g. a validation-only record
             continue
         row = {"method": method, "seed": seed, "step": record["step"]}
-        row.update({key: data[f"saw/{key}/mean"] for key in keys})
-        row.update({f"weight/{key}": data[f"saw/{key}/weight"] for key in keys})
+        row.update({key: data[f"{prefix}/{key}/mean"] for key in keys})
+        row.update({f"weight/{key}": data[f"{prefix}/{key}/weight"] for key in keys})
+        row.update({f"gate/{gate}": data.get(f"{prefix}/{gate}") for gate in GATES})
         row["step_time_s"] = data.get("timing_s/step")
         rows.append(row)
     return rows

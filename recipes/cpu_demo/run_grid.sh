@@ -4,7 +4,8 @@
 #
 # Environment (defaults):
 #   WORKDIR=/tmp/saw_cpu_demo_grid   OUT=<this folder>/results   STEPS=60   SEEDS="0 1 2 3 4"
-#   METHODS="grpo saw_grpo gdpo saw_gdpo" (also: saw_gdpo_history, SAW-GDPO with algorithm.saw.history_decay=0.9)
+#   METHODS="grpo saw_grpo gdpo saw_gdpo" (also: saw_gdpo_history, SAW-GDPO with algorithm.saw.history_decay=0.9;
+#   the registry's rivals saw_verl_gdpo mo_grpo corr_grpo gd2po gd2po_snr, see README.md "Methods")
 #   PARALLEL=2   PYTHON=python
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

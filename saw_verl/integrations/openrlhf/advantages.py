@@ -1,8 +1,9 @@
-"""The wrapper of ``RemoteExperienceMaker.compute_advantages_and_returns`` that computes SAW.
+"""The wrapper of ``RemoteExperienceMaker.compute_advantages_and_returns`` that computes a registry estimator
+(SAW's, or a rival of docs/estimators.md).
 
 Before the original runs: gather the (N, K) reward matrix from ``Experience.info[key]``, restore
 prompt order as OpenRLHF does (``rewards[indices] = raw``: groups are consecutive blocks of
-n_samples_per_prompt), compute the per-rollout SAW advantage with the core, write it into
+n_samples_per_prompt), compute the per-rollout advantage with the core, write it into
 ``Experience.rewards`` and the per-key metrics into ``Experience.info`` as (B,) tensors. The
 original then runs as ``dr_grpo`` (see the package docstring for what it does to the scalar).
 Imported by the patch, in the process that has just imported OpenRLHF's experience maker.
@@ -22,18 +23,18 @@ import os
 import torch
 from openrlhf.utils.logging_utils import init_logger  # imported only once OpenRLHF is: its console format
 
-from saw_verl.advantages import saw_advantages
 from saw_verl.config import SawConfig
 from saw_verl.errors import SawInputError
 from saw_verl.history import RunHistories
-from saw_verl.integrations.openrlhf.options import DELEGATE_ESTIMATOR, config_from_env, estimator_of
-from saw_verl.weights import step_metrics
+from saw_verl.integrations.openrlhf.options import DELEGATE_ESTIMATOR, estimator_of, selected_from_env
+from saw_verl.registry import REGISTRY, run_estimator
 
 logger = init_logger(__name__)
 logger.setLevel(os.environ.get("SAW_VERL_LOGGING_LEVEL", "INFO").upper())
 
 LENGTH_PENALTIES = ("overlong_buffer_len", "stop_properly_penalty_coef")
 HISTORIES = RunHistories()  # this process trains one run
+WHITENED = ("saw_gdpo", "gdpo")  # whitened over the N rollouts: |A| < sqrt(N)
 
 
 def wrap_compute_advantages(original):
@@ -43,20 +44,24 @@ def wrap_compute_advantages(original):
 
     @functools.wraps(original)
     def compute_advantages_and_returns(self, experiences, *rest, **kwargs):
-        cfg = config_from_env()
-        if cfg is not None:
+        selected = selected_from_env()
+        if selected is not None:
+            estimator, cfg, own = selected
             args = self.strategy.args
-            check_args(args, self.advantage_estimator, cfg)
-            write_saw_rewards(experiences, args.rollout.n_samples_per_prompt, cfg, args.reward.clip_range)
+            check_args(args, self.advantage_estimator, cfg, estimator)
+            write_saw_rewards(
+                experiences, args.rollout.n_samples_per_prompt, cfg, args.reward.clip_range, estimator, own
+            )
         return original(self, experiences, *rest, **kwargs)
 
     compute_advantages_and_returns.saw_verl_wrapped = True
     return compute_advantages_and_returns
 
 
-def check_args(args, maker_estimator: str, cfg: SawConfig) -> None:
-    """Refuse OpenRLHF options that would corrupt SAW's scalar (SawInputError naming the flag)."""
-    estimator = estimator_of(cfg)
+def check_args(args, maker_estimator: str, cfg: SawConfig, estimator: str = None) -> None:
+    """Refuse OpenRLHF options that would corrupt the estimator's scalar (SawInputError naming the flag).
+    estimator: the registry name (default: SAW's, from cfg.mode)."""
+    estimator = estimator or estimator_of(cfg)
     for chosen in (args.algo.advantage.estimator, maker_estimator):
         if chosen != DELEGATE_ESTIMATOR:
             raise SawInputError(
@@ -104,11 +109,16 @@ def gather_rewards(experiences, cfg: SawConfig) -> tuple[torch.Tensor, torch.Ten
     return rewards, indices
 
 
-def write_saw_rewards(experiences, group_size: int, cfg: SawConfig, clip_range=None) -> None:
-    """Replace each ``Experience.rewards`` (B,) by the SAW advantage of its rollouts; add the saw/* metrics.
+def write_saw_rewards(experiences, group_size: int, cfg: SawConfig, clip_range=None, estimator: str = None,
+                      own: dict = None) -> None:
+    """Replace each ``Experience.rewards`` (B,) by the estimator's advantage of its rollouts; add its metrics
+    (saw/* for SAW, <estimator>/* for a rival).
 
-    group_size: --rollout.n_samples_per_prompt; clip_range: --reward.clip_range (checked for saw_gdpo).
+    group_size: --rollout.n_samples_per_prompt; clip_range: --reward.clip_range (checked: it may not clip);
+    estimator: the registry name (default: SAW's, from cfg.mode); own: its own options.
     """
+    estimator = estimator or estimator_of(cfg)
+    entry = REGISTRY[estimator]
     rewards, indices = gather_rewards(experiences, cfg)
     n = rewards.shape[0]
     if group_size < 2 or n % group_size:
@@ -118,13 +128,14 @@ def write_saw_rewards(experiences, group_size: int, cfg: SawConfig, clip_range=N
         )
     group_ids = torch.arange(n) // group_size
     one_token = torch.ones(n, 1, dtype=torch.bool)  # GDPO whitening over rollouts, not tokens (package docstring)
-    result = saw_advantages(
-        rewards, group_ids, one_token, cfg, num_groups=n // group_size, backend="torch", history=HISTORIES.get(cfg)
-    )
+    own = {"history": HISTORIES.get(cfg), "backend": "torch"} if entry.saw_mode else dict(own or {})
+    result = run_estimator(entry, rewards, group_ids, one_token, cfg, own, num_groups=n // group_size)
     advantage = result.advantages[:, 0]
-    if cfg.mode == "gdpo":
-        check_clip_range(clip_range, n, advantage)
-    metrics = step_metrics(cfg.reward_keys, result)
+    if estimator in WHITENED:
+        check_clip_range(clip_range, n, advantage, estimator)
+    elif estimator != "saw_grpo":
+        check_unclipped(clip_range, advantage, estimator)
+    metrics = result.metrics(cfg.reward_keys)
     values = advantage[indices].split([len(e.index) for e in experiences])
     for experience, value in zip(experiences, values):
         experience.rewards = value.clone()
@@ -132,20 +143,30 @@ def write_saw_rewards(experiences, group_size: int, cfg: SawConfig, clip_range=N
             experience.info[name] = torch.full((len(value),), metric, dtype=torch.float32)
     logger.info(
         "%s weights: %s",
-        estimator_of(cfg),
-        ", ".join(f"{key}={metrics[f'saw/{key}/weight']:.4f}" for key in cfg.reward_keys),
+        estimator,
+        ", ".join(f"{key}={metrics[f'{result.prefix}/{key}/weight']:.4f}" for key in cfg.reward_keys),
     )
 
 
-def check_clip_range(clip_range, n: int, advantage: torch.Tensor) -> None:
-    """Refuse a --reward.clip_range that can clip saw_gdpo's whitened advantages (|A| < sqrt(N) over N rollouts)."""
+def check_unclipped(clip_range, advantage: torch.Tensor, estimator: str) -> None:
+    """Refuse a --reward.clip_range that clips this step's advantages (mo_grpo, corr_grpo: no fixed bound)."""
+    if clip_range and (advantage.min().item() < clip_range[0] or advantage.max().item() > clip_range[1]):
+        raise SawInputError(
+            f"--reward.clip_range {clip_range[0]:g} {clip_range[1]:g} clips {estimator}'s advantages (this step "
+            f"{advantage.min().item():.3g} to {advantage.max().item():.3g}): pass --reward.clip_range "
+            "-1000000000 1000000000 (python -m saw_verl.integrations.openrlhf does this)"
+        )
+
+
+def check_clip_range(clip_range, n: int, advantage: torch.Tensor, estimator: str = "saw_gdpo") -> None:
+    """Refuse a --reward.clip_range that can clip whitened advantages (|A| < sqrt(N) over N rollouts)."""
     if not clip_range:
         return
     low, high = clip_range
     bound = math.sqrt(n)
     if low > -bound or high < bound:
         raise SawInputError(
-            f"--reward.clip_range {low:g} {high:g} can clip saw_gdpo's advantages (whitened over N={n} rollouts, "
+            f"--reward.clip_range {low:g} {high:g} can clip {estimator}'s advantages (whitened over N={n} rollouts, "
             f"|A| up to {bound:.3g}; this step {advantage.abs().max().item():.3g}): pass --reward.clip_range "
             f"-1000000000 1000000000 (python -m saw_verl.integrations.openrlhf does this)"
         )

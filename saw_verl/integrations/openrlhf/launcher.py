@@ -1,10 +1,12 @@
-"""``python -m saw_verl.integrations.openrlhf``: ``python -m openrlhf.cli.train_ppo_ray`` with SAW estimators.
+"""``python -m saw_verl.integrations.openrlhf``: ``python -m openrlhf.cli.train_ppo_ray`` with saw_verl's estimators.
 
-Takes the usual train_ppo_ray flags plus ``--algo.advantage.estimator saw_grpo|saw_gdpo`` and
-``--saw.reward_keys a,b [--saw.reward_min m_a,m_b] [--saw.reward_weights w_a,w_b]
-[--saw.preset paper|official] [--saw.dynamic true|false] [--saw.history_decay 0.9]``. It validates and strips
-the ``--saw.*`` flags, refuses OpenRLHF options that would corrupt SAW's scalar, rewrites the estimator to
-``dr_grpo`` (and, for saw_gdpo, the reward clip range to one that cannot clip), merges SAW's Ray
+Takes the usual train_ppo_ray flags plus ``--algo.advantage.estimator saw_grpo|saw_gdpo|gdpo|mo_grpo|corr_grpo``
+(docs/estimators.md; gd2po cannot run in OpenRLHF, see options.NOT_HOSTED) and
+``--saw.reward_keys a,b [--saw.reward_weights w_a,w_b]``; SAW's own ``[--saw.reward_min m_a,m_b]
+[--saw.preset paper|official] [--saw.dynamic true|false] [--saw.history_decay 0.9]``; gdpo's
+``[--saw.whitening token|sequence]``. It validates and strips
+the ``--saw.*`` flags, refuses OpenRLHF options that would corrupt the estimator's scalar, rewrites the estimator to
+``dr_grpo`` (and, for all but saw_grpo, the reward clip range to one that cannot clip), merges saw_verl's Ray
 runtime_env into whatever ``ray.init`` receives, then runs ``openrlhf.cli.train_ppo_ray`` as __main__.
 Without a SAW estimator (and no --saw.* flag) the arguments pass through untouched.
 """
@@ -22,7 +24,8 @@ from typing import Optional, Sequence
 from saw_verl.errors import SawInputError
 from saw_verl.integrations.openrlhf.options import (
     DELEGATE_ESTIMATOR,
-    ESTIMATOR_MODES,
+    NOT_HOSTED,
+    OPENRLHF_ESTIMATORS,
     merge_runtime_env,
     saw_runtime_env,
 )
@@ -31,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 OPENRLHF_MAIN = "openrlhf.cli.train_ppo_ray"
 SAW_PREFIX = "--saw."
-SAW_OPTIONS = ("reward_keys", "reward_min", "reward_weights", "preset", "dynamic", "history_decay")
+SAW_OPTIONS = ("reward_keys", "reward_min", "reward_weights", "preset", "dynamic", "history_decay", "whitening")
 ESTIMATOR_FLAG = "--algo.advantage.estimator"
 CLIP_FLAG = "--reward.clip_range"
 NO_CLIP = ("-1000000000", "1000000000")  # argparse reads "-1e9" / "-inf" as flags, plain digits as numbers
@@ -54,11 +57,13 @@ def prepare(argv: Sequence[str]) -> Launch:
     if flag_value(rest, "--advantage_estimator") is not None:
         raise SawInputError("--advantage_estimator is OpenRLHF < 0.10.2's spelling; use --algo.advantage.estimator")
     estimator = flag_value(rest, ESTIMATOR_FLAG)
-    if estimator not in ESTIMATOR_MODES:
+    if estimator in NOT_HOSTED:
+        raise SawInputError(f"{ESTIMATOR_FLAG} {estimator} cannot run in OpenRLHF: {NOT_HOSTED[estimator]}")
+    if estimator not in OPENRLHF_ESTIMATORS:
         if saw:
             raise SawInputError(
-                f"{', '.join(SAW_PREFIX + name for name in saw)} need {ESTIMATOR_FLAG} saw_grpo or saw_gdpo "
-                f"(got {estimator!r})"
+                f"{', '.join(SAW_PREFIX + name for name in saw)} need {ESTIMATOR_FLAG} one of "
+                f"{', '.join(OPENRLHF_ESTIMATORS)} (got {estimator!r})"
             )
         return Launch(rest, None)
     if "reward_keys" not in saw:
@@ -71,6 +76,7 @@ def prepare(argv: Sequence[str]) -> Launch:
         preset=saw.get("preset", "paper"),
         dynamic=parse_bool("dynamic", saw.get("dynamic", "true")),
         history_decay=parse_float("history_decay", saw.get("history_decay", "0")),
+        options={"whitening": saw["whitening"]} if "whitening" in saw else None,
     )
     for flag in LENGTH_PENALTY_FLAGS:
         if flag_value(rest, flag) is not None:
@@ -82,9 +88,9 @@ def prepare(argv: Sequence[str]) -> Launch:
     if samples is None or not samples.isdigit() or int(samples) < 2:
         raise SawInputError(f"{estimator} needs groups: pass --rollout.n_samples_per_prompt >= 2 (got {samples})")
     rest = with_flag_value(rest, ESTIMATOR_FLAG, DELEGATE_ESTIMATOR)
-    if ESTIMATOR_MODES[estimator] == "gdpo":
+    if estimator != "saw_grpo":
         if flag_value(rest, CLIP_FLAG) is not None:
-            raise SawInputError(f"{CLIP_FLAG} would clip saw_gdpo's whitened advantages; drop it")
+            raise SawInputError(f"{CLIP_FLAG} would clip {estimator}'s advantages; drop it")
         rest += [CLIP_FLAG, *NO_CLIP]
     if "--algo.kl.use_loss" not in rest and not is_zero(flag_value(rest, "--algo.kl.init_coef")):
         logger.warning(

@@ -18,6 +18,12 @@ from saw_verl.errors import SawInputError
 ENV_VAR = "SAW_VERL_OPENRLHF"
 SETUP_HOOK = "saw_verl.integrations.openrlhf.hook.setup"
 ESTIMATOR_MODES = {"saw_grpo": "grpo", "saw_gdpo": "gdpo"}
+# Every registry estimator but gd2po: its filtered groups are not zero-mean, and the delegate subtracts group means.
+# Spelt out: this module imports no torch (the Ray setup hook's package imports it); saw_verl.registry loads on use.
+OPENRLHF_ESTIMATORS = ("saw_grpo", "saw_gdpo", "gdpo", "mo_grpo", "corr_grpo")
+NOT_HOSTED = {"gd2po": "its dropped rollouts leave groups whose mean is not 0, and OpenRLHF's only pass-through "
+                       "estimator (dr_grpo) subtracts each group's mean: use it in verl"}
+SAW_ONLY_DEFAULTS = {"reward_min": None, "preset": "paper", "dynamic": True, "history_decay": 0.0}
 DELEGATE_ESTIMATOR = "dr_grpo"  # subtracts each group's mean (a no-op on SAW's zero-mean groups), no whitening
 # What SawConfig's errors call each option: the launcher's --saw.* flags (saw_runtime_env's arguments)
 OPENRLHF_OPTION_NAMES = {
@@ -30,6 +36,18 @@ OPENRLHF_OPTION_NAMES = {
 }
 
 
+def openrlhf_estimator(estimator: str):
+    """The registry entry (saw_verl.registry.Estimator) of an estimator OpenRLHF can host (SawInputError naming the
+    flag otherwise)."""
+    from saw_verl.registry import REGISTRY
+
+    if estimator in NOT_HOSTED:
+        raise SawInputError(f"--algo.advantage.estimator {estimator} cannot run in OpenRLHF: {NOT_HOSTED[estimator]}")
+    if estimator not in OPENRLHF_ESTIMATORS:
+        raise SawInputError(f"unknown saw_verl estimator {estimator!r}; expected one of {list(OPENRLHF_ESTIMATORS)}")
+    return REGISTRY[estimator]
+
+
 def saw_config(
     estimator: str,
     reward_keys: Union[str, Sequence[str]],
@@ -38,13 +56,27 @@ def saw_config(
     preset: str = "paper",
     dynamic: bool = True,
     history_decay: float = 0.0,
+    options: Optional[Mapping] = None,
 ) -> SawConfig:
-    """Validated SawConfig for `estimator` (saw_grpo | saw_gdpo); reward_keys: a sequence or "a,b".
-    history_decay: in [0, 1), SAW's statistics over a decayed pool of past steps (docs/spec.md, "History")."""
-    if estimator not in ESTIMATOR_MODES:
-        raise SawInputError(f"unknown SAW estimator {estimator!r}; expected one of {sorted(ESTIMATOR_MODES)}")
+    """Validated SawConfig for `estimator` (a registry name OpenRLHF hosts); reward_keys: a sequence or "a,b".
+    history_decay: in [0, 1), SAW's statistics over a decayed pool of past steps (docs/spec.md, "History").
+    options: the estimator's own options (gdpo: whitening), checked here; SAW's options set for a rival are
+    refused (they would do nothing)."""
+    from saw_verl.registry import check_option_names, estimator_config
+
+    entry = openrlhf_estimator(estimator)
     if isinstance(reward_keys, str):
         reward_keys = [key.strip() for key in reward_keys.split(",") if key.strip()]
+    options = dict(options or {})
+    check_option_names(entry, options, what="option (--saw.*)")
+    entry.check(**options)
+    if not entry.saw_mode:
+        saw_only = {"reward_min": reward_min, "preset": preset, "dynamic": dynamic, "history_decay": history_decay}
+        changed = [name for name, value in saw_only.items() if value != SAW_ONLY_DEFAULTS[name]]
+        if changed:
+            raise SawInputError(f"--saw.{changed[0]} is a SAW option: it does nothing for {estimator}; drop it")
+        shared = {"reward_keys": tuple(reward_keys), "reward_weights": reward_weights}
+        return estimator_config(entry, len(reward_keys), shared, option_names=OPENRLHF_OPTION_NAMES)
     return SawConfig(
         reward_keys=tuple(reward_keys),
         mode=ESTIMATOR_MODES[estimator],
@@ -58,7 +90,7 @@ def saw_config(
 
 
 def estimator_of(cfg: SawConfig) -> str:
-    """saw_grpo / saw_gdpo for a SawConfig built by :func:`saw_config`."""
+    """saw_grpo / saw_gdpo for a SawConfig of SAW built by :func:`saw_config`."""
     return f"saw_{cfg.mode}"
 
 
@@ -70,29 +102,33 @@ def saw_runtime_env(
     preset: str = "paper",
     dynamic: bool = True,
     history_decay: float = 0.0,
+    options: Optional[Mapping] = None,
 ) -> dict:
-    """The Ray runtime_env that makes every worker compute SAW advantages in OpenRLHF.
+    """The Ray runtime_env that makes every worker compute `estimator`'s advantages in OpenRLHF.
 
     Pass it to ``ray.init(runtime_env=...)`` (merged with yours: :func:`merge_runtime_env`) or to
     ``ray job submit --runtime-env-json``, and run OpenRLHF with ``--algo.advantage.estimator dr_grpo``.
     Options are validated now (SawInputError naming the option). reward_min / reward_weights: one per key;
-    history_decay: as saw_config.
+    history_decay, options: as saw_config.
     """
-    cfg = saw_config(estimator, reward_keys, reward_min, reward_weights, preset, dynamic, history_decay)
-    payload = {
-        "estimator": estimator,
-        "reward_keys": list(cfg.reward_keys),
-        "reward_min": list(cfg.reward_min),
-        "reward_weights": list(cfg.static_weights),
-        "preset": cfg.preset,
-        "dynamic": cfg.dynamic,
-        "history_decay": cfg.history_decay,
-    }
+    cfg = saw_config(estimator, reward_keys, reward_min, reward_weights, preset, dynamic, history_decay, options)
+    payload = {"estimator": estimator, "reward_keys": list(cfg.reward_keys), "reward_weights": list(cfg.static_weights)}
+    if estimator in ESTIMATOR_MODES:  # SAW's own options (a rival takes none of them)
+        payload.update(reward_min=list(cfg.reward_min), preset=cfg.preset, dynamic=cfg.dynamic,
+                       history_decay=cfg.history_decay)
+    if options:
+        payload["options"] = dict(options)
     return {"worker_process_setup_hook": SETUP_HOOK, "env_vars": {ENV_VAR: json.dumps(payload)}}
 
 
 def config_from_env(environ: Mapping[str, str] = os.environ) -> Optional[SawConfig]:
-    """The SawConfig that ``SAW_VERL_OPENRLHF`` carries, or None when it is unset (SAW off)."""
+    """The SawConfig that ``SAW_VERL_OPENRLHF`` carries, or None when it is unset (saw_verl off)."""
+    selected = selected_from_env(environ)
+    return None if selected is None else selected[1]
+
+
+def selected_from_env(environ: Mapping[str, str] = os.environ) -> Optional[tuple[str, SawConfig, dict]]:
+    """(estimator name, SawConfig, its own options) that ``SAW_VERL_OPENRLHF`` carries, or None when it is unset."""
     raw = environ.get(ENV_VAR)
     if not raw:
         return None
@@ -100,7 +136,7 @@ def config_from_env(environ: Mapping[str, str] = os.environ) -> Optional[SawConf
         fields = json.loads(raw)
         if not isinstance(fields, dict):
             raise TypeError("not a JSON object")
-        return saw_config(**fields)
+        return fields.get("estimator"), saw_config(**fields), dict(fields.get("options") or {})
     except SawInputError:
         raise
     except (ValueError, TypeError) as error:  # bad JSON, unknown or missing fields

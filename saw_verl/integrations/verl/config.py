@@ -9,6 +9,10 @@ Per-dimension keys and static weights are verl's own `algorithm.gdpo_reward_keys
       gdpo_reward_keys: [accuracy_reward, format_reward]
       saw: {preset: paper, dynamic: true, reward_min: [0, 0], delta: 1.0e-8, history_decay: 0.0}
 
+The rivals of the registry (`algorithm.adv_estimator=saw_verl_gdpo | mo_grpo | corr_grpo | gd2po`,
+docs/estimators.md) take the same keys and weights, and their own options in the same block
+(`algorithm.saw.whitening` for saw_verl_gdpo, `algorithm.saw.tau` for gd2po).
+
 The readers accept an OmegaConf DictConfig, a verl dataclass config, or a plain dict.
 """
 
@@ -24,6 +28,7 @@ from verl.trainer.config import AlgoConfig
 
 from saw_verl.config import SawConfig
 from saw_verl.errors import SawInputError
+from saw_verl.registry import REGISTRY, Estimator, estimator_config
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,8 @@ VERL_OPTION_NAMES = {
     "history_decay": "algorithm.saw.history_decay",
 }
 SAW_OPTION_DEFAULTS = {"preset": "paper", "dynamic": True, "reward_min": None, "delta": 1e-8, "history_decay": 0.0}
+# The rivals' own options, allowed in the same block (each estimator checks that it takes the ones set)
+RIVAL_OPTIONS = sorted({name for entry in REGISTRY.values() if not entry.saw_mode for name in entry.own_options})
 _warned_kl_in_reward = False
 
 
@@ -75,10 +82,11 @@ def saw_options(algorithm_config) -> dict[str, Any]:
         block = {}
     if not isinstance(block, Mapping):
         raise SawInputError(f"algorithm.saw must be a mapping of SAW options, got {type(block).__name__}: {block!r}")
-    unknown = sorted(set(map(str, block)) - set(SAW_OPTION_DEFAULTS))
+    unknown = sorted(set(map(str, block)) - set(SAW_OPTION_DEFAULTS) - set(RIVAL_OPTIONS))
     if unknown:
         raise SawInputError(
-            f"unknown option(s) in algorithm.saw: {unknown}; known options: {sorted(SAW_OPTION_DEFAULTS)}"
+            f"unknown option(s) in algorithm.saw: {unknown}; known options: {sorted(SAW_OPTION_DEFAULTS)} "
+            f"(SAW) and {RIVAL_OPTIONS} (the rivals, docs/estimators.md)"
         )
     return {**SAW_OPTION_DEFAULTS, **block}
 
@@ -112,7 +120,7 @@ def saw_config_from_algorithm(
     options = saw_options(algorithm_config)
     if norm_adv_by_std_in_grpo is None:
         norm_adv_by_std_in_grpo = _get(algorithm_config, "norm_adv_by_std_in_grpo", True)
-    _warn_once_if_kl_in_reward(algorithm_config, mode)
+    _warn_once_if_kl_in_reward(algorithm_config, f"saw_{mode}")
     return SawConfig(
         reward_keys=tuple(keys),
         mode=mode,
@@ -128,12 +136,51 @@ def saw_config_from_algorithm(
     )
 
 
-def _warn_once_if_kl_in_reward(algorithm_config, mode: str) -> None:
+def estimator_config_from_algorithm(
+    algorithm_config, estimator: Estimator, epsilon: float = 1e-6, norm_adv_by_std_in_grpo: Optional[bool] = None
+) -> tuple[SawConfig, dict[str, Any]]:
+    """verl's `config.algorithm` -> (SawConfig, the estimator's own options) for any registry estimator.
+
+    SAW's estimators read the whole `algorithm.saw` block (saw_config_from_algorithm); a rival reads the keys,
+    weights and GRPO std switch as SAW does and only its own options from the block: a SAW option or another
+    rival's option set there raises SawInputError (it would do nothing)."""
+    if estimator.saw_mode:
+        return saw_config_from_algorithm(algorithm_config, estimator.saw_mode, epsilon, norm_adv_by_std_in_grpo), {}
+    if algorithm_config is None:
+        raise SawInputError(f"{estimator.verl_name} needs verl's algorithm config (algorithm.gdpo_reward_keys)")
+    keys = _optional_list("algorithm.gdpo_reward_keys", _get(algorithm_config, "gdpo_reward_keys"))
+    if keys is None:
+        raise SawInputError(
+            f"{estimator.verl_name} needs algorithm.gdpo_reward_keys: the reward dimensions returned by "
+            "compute_score, e.g. '+algorithm.gdpo_reward_keys=[accuracy_reward,format_reward]'"
+        )
+    saw_options(algorithm_config)  # refuses a name no estimator takes
+    block = _get(algorithm_config, "saw", None) or {}
+    foreign = sorted(set(map(str, block)) - set(estimator.own_options))
+    if foreign:
+        takes = sorted(estimator.own_options) or "none"
+        raise SawInputError(
+            f"algorithm.saw.{foreign[0]} does nothing for algorithm.adv_estimator={estimator.verl_name} (its own "
+            f"options: {takes}); remove {', '.join('algorithm.saw.' + name for name in foreign)}"
+        )
+    if norm_adv_by_std_in_grpo is None:
+        norm_adv_by_std_in_grpo = _get(algorithm_config, "norm_adv_by_std_in_grpo", True)
+    _warn_once_if_kl_in_reward(algorithm_config, estimator.verl_name)
+    weights = _optional_list("algorithm.gdpo_reward_weights", _get(algorithm_config, "gdpo_reward_weights"))
+    shared = {
+        "reward_keys": keys, "reward_weights": weights, "epsilon": epsilon, "norm_by_std": bool(norm_adv_by_std_in_grpo)
+    }
+    own = {name: block[name] for name in estimator.own_options if name in block}
+    estimator.check(**own)
+    return estimator_config(estimator, len(keys), shared, option_names=VERL_OPTION_NAMES), own
+
+
+def _warn_once_if_kl_in_reward(algorithm_config, estimator: str) -> None:
     global _warned_kl_in_reward
     if _get(algorithm_config, "use_kl_in_reward", False) and not _warned_kl_in_reward:
         _warned_kl_in_reward = True
         logger.warning(
-            "algorithm.use_kl_in_reward=true has no effect on saw_%s: SAW reads the per-key scores, not "
+            "algorithm.use_kl_in_reward=true has no effect on %s: it reads the per-key scores, not "
             "token_level_rewards (like verl's gdpo). Use actor_rollout_ref.actor.use_kl_loss instead.",
-            mode,
+            estimator,
         )

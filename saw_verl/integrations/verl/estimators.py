@@ -1,4 +1,5 @@
-"""The verl advantage estimators `saw_grpo` and `saw_gdpo`, registered idempotently.
+"""The verl advantage estimators of the registry, registered idempotently: `saw_grpo`, `saw_gdpo` and the rivals
+`saw_verl_gdpo` (the registry's `gdpo`: verl's own `gdpo` keeps its name), `mo_grpo`, `corr_grpo`, `gd2po`.
 
 Imports only `verl.trainer.ppo.core_algos` from verl: this module is loaded from inside
 `verl/__init__.py` (the `verl.plugins` entry point), while verl is half initialised.
@@ -29,13 +30,13 @@ from typing import NamedTuple, Optional
 import torch
 from verl.trainer.ppo import core_algos
 
-from saw_verl.advantages import saw_advantages
 from saw_verl.errors import SawInputError
 from saw_verl.history import RunHistories
 from saw_verl.integrations.verl import metrics
 from saw_verl.integrations.verl.columns import group_ids_from_index, rewards_from_columns
-from saw_verl.integrations.verl.config import saw_config_from_algorithm
+from saw_verl.integrations.verl.config import estimator_config_from_algorithm
 from saw_verl.integrations.verl.sessions import AgentSessions
+from saw_verl.registry import REGISTRY, Estimator, run_estimator
 
 
 class _Forwarded(NamedTuple):
@@ -92,11 +93,11 @@ def _columns_for(estimator: str, non_tensor_batch: Optional[Mapping], keys) -> M
     return columns
 
 
-def _saw_estimator(mode: str, token_level_rewards, response_mask, index, config, non_tensor_batch, epsilon, norm):
-    estimator = f"saw_{mode}"
+def _estimate(entry: Estimator, response_mask, index, config, non_tensor_batch, epsilon, norm):
+    estimator = entry.verl_name
     if norm is None:
         norm = _innermost("norm_adv_by_std_in_grpo")
-    cfg = saw_config_from_algorithm(config, mode, epsilon=epsilon, norm_adv_by_std_in_grpo=norm)
+    cfg, own = estimator_config_from_algorithm(config, entry, epsilon=epsilon, norm_adv_by_std_in_grpo=norm)
     num_rows = response_mask.shape[0]
     rewards = rewards_from_columns(_columns_for(estimator, non_tensor_batch, cfg.reward_keys), cfg.reward_keys, num_rows)
     if index is None:
@@ -110,16 +111,15 @@ def _saw_estimator(mode: str, token_level_rewards, response_mask, index, config,
         if padding.shape != (num_rows,):
             raise SawInputError(f"{estimator}: {tuple(padding.shape)} padding flags for {num_rows} rows")
         sessions = sessions.without(padding)
-    history = HISTORIES.get(cfg)
+    if entry.saw_mode:
+        own = {"history": HISTORIES.get(cfg)}
     if sessions is None or sessions.all_final:
-        result = saw_advantages(rewards, group_ids, response_mask, cfg, num_groups=num_groups, history=history)
+        result = run_estimator(entry, rewards, group_ids, response_mask, cfg, own, num_groups)
         advantages = result.advantages
     else:
         final = _final_rows(sessions, rewards, cfg.reward_keys)
         final_mask = response_mask[final.to(response_mask.device)]
-        result = saw_advantages(
-            rewards[final], group_ids[final], final_mask, cfg, num_groups=num_groups, history=history
-        )
+        result = run_estimator(entry, rewards[final], group_ids[final], final_mask, cfg, own, num_groups)
         advantages = sessions.broadcast(result.advantages, final_mask, response_mask)
     metrics.publish(estimator, cfg.reward_keys, result)
     return advantages, advantages
@@ -140,54 +140,39 @@ def _final_rows(sessions: AgentSessions, rewards: torch.Tensor, keys) -> torch.T
     return final
 
 
-def compute_saw_grpo_advantage(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    index=None,
-    config=None,
-    non_tensor_batch: Optional[Mapping] = None,
-    batch=None,
-    epsilon: float = 1e-6,
-    norm_adv_by_std_in_grpo: Optional[bool] = None,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAW weights on the raw per-key rewards, then GRPO's group z-score.
+def _verl_estimator(entry: Estimator):
+    """verl's estimator function for a registry entry: verl's keywords -> (advantages, returns), the same (N, L)
+    float32 tensor. response_mask (N, L), index (N,) uids, config: verl's `algorithm` config; the rewards come
+    from the per-key columns (token_level_rewards and batch are unused)."""
 
-    response_mask (N, L), index (N,) uids, config: verl's `algorithm` config. The rewards come from
-    the per-key columns (token_level_rewards and batch are unused). Returns (advantages, returns),
-    both the same (N, L) float32 tensor.
-    """
-    return _saw_estimator(
-        "grpo", token_level_rewards, response_mask, index, config, non_tensor_batch, epsilon, norm_adv_by_std_in_grpo
-    )
+    def compute_advantage(
+        token_level_rewards: torch.Tensor,
+        response_mask: torch.Tensor,
+        index=None,
+        config=None,
+        non_tensor_batch: Optional[Mapping] = None,
+        batch=None,
+        epsilon: float = 1e-6,
+        norm_adv_by_std_in_grpo: Optional[bool] = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return _estimate(entry, response_mask, index, config, non_tensor_batch, epsilon, norm_adv_by_std_in_grpo)
 
-
-def compute_saw_gdpo_advantage(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    index=None,
-    config=None,
-    non_tensor_batch: Optional[Mapping] = None,
-    batch=None,
-    epsilon: float = 1e-6,
-    norm_adv_by_std_in_grpo: Optional[bool] = None,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAW weights on the per-key group z-scores, then token-weighted whitening (as GDPO).
-
-    Same arguments and result as `compute_saw_grpo_advantage`.
-    """
-    return _saw_estimator(
-        "gdpo", token_level_rewards, response_mask, index, config, non_tensor_batch, epsilon, norm_adv_by_std_in_grpo
-    )
+    compute_advantage.__name__ = f"compute_{entry.verl_name}_advantage"
+    compute_advantage.__qualname__ = compute_advantage.__name__
+    compute_advantage.__doc__ = f"`{entry.name}` of saw_verl's registry (docs/estimators.md) as a verl estimator."
+    return compute_advantage
 
 
-ESTIMATOR_FUNCTIONS = {"saw_grpo": compute_saw_grpo_advantage, "saw_gdpo": compute_saw_gdpo_advantage}
+ESTIMATOR_FUNCTIONS = {entry.verl_name: _verl_estimator(entry) for entry in REGISTRY.values()}
+compute_saw_grpo_advantage = ESTIMATOR_FUNCTIONS["saw_grpo"]
+compute_saw_gdpo_advantage = ESTIMATOR_FUNCTIONS["saw_gdpo"]
 SAW_ESTIMATORS = tuple(ESTIMATOR_FUNCTIONS)  # the names the shim forwards per-key rewards to
 
 
 def register() -> None:
-    """Bind saw_grpo / saw_gdpo in verl's registry; safe when this module is executed again (reload)."""
+    """Bind every registry estimator in verl's registry under its verl name; safe when this module is executed again
+    (reload). A name verl or another package already holds is refused (none of ours is one of verl 0.9.1's)."""
     registry = core_algos.ADV_ESTIMATOR_REGISTRY
     for name, fn in ESTIMATOR_FUNCTIONS.items():
         current = registry.get(name)

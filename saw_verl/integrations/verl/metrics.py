@@ -1,4 +1,5 @@
-"""Per-key SAW statistics of the latest step, handed from the estimator to the trainer's step metrics.
+"""Per-key statistics of the latest step (SAW's weights, the rivals' means, stds and gates), handed from
+the estimator to the trainer's step metrics.
 
 The estimator runs in the trainer's process (verl's TaskRunner), but verl gives it no metrics dict:
 it `publish`es here, and the shim `take`s the pending metrics into the step metrics (v1: the
@@ -12,8 +13,7 @@ import os
 import threading
 from typing import Sequence
 
-from saw_verl.result import SawResult
-from saw_verl.weights import step_metrics
+from saw_verl.result import EstimatorResult
 
 logger = logging.getLogger(__name__)
 # verl configures the root logger at WARNING; show the per-step weights on the console unless told not to
@@ -23,20 +23,21 @@ _lock = threading.Lock()
 _pending: dict[str, float] = {}
 
 
-def publish(estimator: str, reward_keys: Sequence[str], result: SawResult) -> dict[str, float]:
+def publish(estimator: str, reward_keys: Sequence[str], result: EstimatorResult) -> dict[str, float]:
     """Store this step's metrics for the trainer (replacing any not yet taken) and log them at INFO."""
-    metrics = step_metrics(reward_keys, result)
+    metrics = result.metrics(reward_keys)
     with _lock:
         _pending.clear()
         _pending.update(metrics)
     logger.info(
-        "%s weights: %s",
+        "%s per key: %s",
         estimator,
         ", ".join(
-            f"{key}={metrics[f'saw/{key}/weight']:.4f} (cv {metrics[f'saw/{key}/cv']:.4f}, "
-            f"mean {metrics[f'saw/{key}/mean']:.4f}, std {metrics[f'saw/{key}/std']:.4f})"
+            f"{key} (" + ", ".join(f"{stat} {metrics[f'{result.prefix}/{key}/{stat}']:.4f}" for stat in result.per_key)
+            + ")"
             for key in reward_keys
-        ),
+        )
+        + "".join(f", {stat} {metrics[f'{result.prefix}/{stat}']:.4f}" for stat in result.batch),
     )
     return metrics
 

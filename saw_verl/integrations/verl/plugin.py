@@ -1,4 +1,5 @@
-"""verl plugin: registers saw_grpo / saw_gdpo and installs the shim in every process that imports verl.
+"""verl plugin: registers saw_verl's estimators (saw_grpo / saw_gdpo and the rivals) and installs the shim
+in every process that imports verl.
 
 Loaded by verl itself from inside `verl/__init__.py`, through the `verl.plugins` entry point that
 installing saw-verl declares, or through `VERL_USE_EXTERNAL_MODULES=saw_verl.integrations.verl.plugin`.
@@ -22,5 +23,5 @@ def load() -> None:
 try:
     load()
 except Exception:
-    logger.warning("saw_verl: loading the verl plugin failed; saw_grpo / saw_gdpo are unavailable", exc_info=True)
+    logger.warning("saw_verl: loading the verl plugin failed; saw_verl's estimators are unavailable", exc_info=True)
     raise

@@ -1,0 +1,95 @@
+"""Every estimator of the registry through verl's own `ray_trainer.compute_advantage`, side by side with verl
+0.9.1's `gdpo`, in one process on one verl batch (CPU, torch path).
+
+    python -m benchmarks.bench_registry_cpu [--threads 1] [--rounds 7]
+
+The batch is a DataProto as the legacy trainer holds it before compute_advantage (N=4096, L=1024, K=3, groups
+of 16 shuffled, int64 response_mask, reward columns and uid in non_tensor_batch). All calls alternate, the order
+rotating every round, so that every estimator sees the same disturbances (this machine is shared): report the
+ratios of one run. Targets (issue #25): every estimator >= 10x faster than verl's gdpo, within 2x of saw_gdpo.
+Writes results/registry_cpu.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from benchmarks.bench_estimators_cpu import interleaved
+from benchmarks.providers import make_workload
+from benchmarks.timing import machine
+
+SHAPE = (4096, 1024, 3)
+RESULTS = Path(__file__).parent / "results"
+# shown name -> verl's adv_estimator (verl's own gdpo first: the baseline)
+ESTIMATORS = {"verl gdpo": "gdpo", "saw_grpo": "saw_grpo", "saw_gdpo": "saw_gdpo",
+              "gdpo (saw_verl_gdpo)": "saw_verl_gdpo", "mo_grpo": "mo_grpo", "corr_grpo": "corr_grpo",
+              "gd2po": "gd2po", "gd2po tau=0.8": "gd2po"}
+
+
+def calls(n: int, length: int, k: int) -> dict:
+    """shown name -> zero-argument call of ray_trainer.compute_advantage on the same DataProto."""
+    import saw_verl.integrations.verl.plugin  # noqa: F401  (registers the estimators, as verl's entry point does)
+    from verl import DataProto
+    from verl.trainer.ppo.ray_trainer import compute_advantage
+
+    work = make_workload(n, length, k)
+    data = DataProto.from_dict(
+        tensors={**work.batch, "response_mask": work.response_mask, "token_level_rewards": work.token_level_rewards,
+                 "responses": torch.zeros_like(work.response_mask)},
+        non_tensors=work.non_tensor_batch,
+    )
+    out = {}
+    for shown, estimator in ESTIMATORS.items():
+        algorithm = {"adv_estimator": estimator, "gdpo_reward_keys": list(work.keys), "gdpo_reward_weights": None,
+                     "norm_adv_by_std_in_grpo": True}
+        if shown.endswith("tau=0.8"):
+            algorithm["saw"] = {"tau": 0.8}
+        config = OmegaConf.create(algorithm)
+        out[shown] = lambda estimator=estimator, config=config: compute_advantage(data, estimator, config=config)
+    return out
+
+
+def markdown(report: dict) -> str:
+    m, timings = report["machine"], report["timings"]
+    verl, saw = timings["verl gdpo"]["median_ms"], timings["saw_gdpo"]["median_ms"]
+    n, length, k = report["shape"]
+    lines = [
+        "# Every registry estimator through verl's compute_advantage (CPU)", "",
+        f"- machine: {m['cpu']}, {m['cpu_cores']} cores; torch {m['torch']} with {m['torch_threads']} thread(s); "
+        f"verl {m.get('verl', '?')}; Python {m['python']}",
+        f"- date: {m['date']}; 1-minute load average at the start: {m['load_average_1min_at_start']} "
+        "(the machine is shared with other jobs)", f"- command: `{m['command']}`",
+        f"- batch: N={n}, L={length}, K={k}, groups of 16 shuffled, int64 response_mask",
+        f"- medians of {report['rounds']} calls each, all estimators alternating", "",
+        "| estimator | median ms | fastest ms | faster than verl gdpo | time / saw_gdpo |",
+        "|---|---|---|---|---|",
+    ]
+    for name, t in timings.items():
+        lines.append(f"| {name} | {t['median_ms']:.1f} | {t['min_ms']:.1f} | {verl / t['median_ms']:.1f}x "
+                     f"| {t['median_ms'] / saw:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (verl's TaskRunner actor gets 1)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    timings = interleaved(calls(*SHAPE), args.rounds)
+    report = {"machine": machine("cpu", "benchmarks.bench_registry_cpu"), "shape": SHAPE, "rounds": args.rounds,
+              "timings": timings}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "registry_cpu.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / "registry_cpu.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
