@@ -2,7 +2,9 @@
 
 * saw_gdpo in verl's legacy and v1 trainers (with a KL-loss reference model): the reward function
   returns several keys, every step logs ``saw/<key>/{weight,cv,mean,std}`` and finite advantages;
-* the CPU demo recipe: its config composes with hydra, and it trains 2 steps.
+* the CPU demo recipe: its config composes with hydra, and it trains 2 steps; run again, the same method
+  and seed give the same rollouts and metrics bit for bit, and another method with that seed the same step-1
+  rollouts and rewards.
 
 saw_verl's own plugin is loaded as users get it, through its ``verl.plugins`` entry point; only the
 CPU harness is loaded through ``VERL_USE_EXTERNAL_MODULES``. Each run takes ~35-60 s and ~4 GiB.
@@ -10,7 +12,9 @@ CPU harness is loaded through ``VERL_USE_EXTERNAL_MODULES``. Each run takes ~35-
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import math
 import os
@@ -22,6 +26,7 @@ import pytest
 from cpu_harness.assets import build_tiny_model
 from cpu_harness.launcher import run_main_ppo
 from cpu_harness.smoke_task import write_smoke_data
+from recipes.common import repeat
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes" / "cpu_demo"
 SMOKE_KEYS = ["accuracy_reward", "format_reward", "length_reward"]
@@ -130,18 +135,54 @@ def test_cpu_demo_config_composes_with_hydra():
     assert config.actor_rollout_ref.model.path == "/tmp/w/models/seed3"
 
 
-@pytest.mark.e2e
-def test_cpu_demo_trains_two_steps_and_prints_the_weights(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def cpu_demo_runs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """The CPU demo, seed 0, 2 steps: saw_gdpo in two work folders of their own, and gdpo.
+    {name: (run folder, what the run printed)}."""
     experiment = _load_recipe_module("experiment")
-    experiment.prepare(tmp_path, seeds=[0])
     keys = experiment.reward_keys()
-    result = experiment.run_one(tmp_path, "saw_gdpo", seed=0, steps=2, timeout_s=RUN_TIMEOUT_S, keys=keys)
-    require_success(result)
-    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("saw_gdpo seed 0 step")]
+    runs = {}
+    for name, method in (("saw_gdpo", "saw_gdpo"), ("saw_gdpo_again", "saw_gdpo"), ("gdpo", "gdpo")):
+        workdir = tmp_path_factory.mktemp(name)
+        experiment.prepare(workdir, seeds=[0])
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            result = experiment.run_one(workdir, method, seed=0, steps=2, timeout_s=RUN_TIMEOUT_S, keys=keys)
+        require_success(result)
+        runs[name] = (result.log_path.parent, printed.getvalue())
+    return runs
+
+
+@pytest.mark.e2e
+def test_cpu_demo_trains_two_steps_and_prints_the_weights(cpu_demo_runs):
+    experiment = _load_recipe_module("experiment")
+    keys = experiment.reward_keys()
+    run_dir, out = cpu_demo_runs["saw_gdpo"]
+    printed = [line for line in out.splitlines() if line.startswith("saw_gdpo seed 0 step")]
     assert [line.split(":")[0] for line in printed] == ["saw_gdpo seed 0 step 1", "saw_gdpo seed 0 step 2"]
     assert all(f"{key}=" in line for line in printed for key in keys)
-    rows = experiment.step_rows(result.log_path.parent / "verl_metrics.jsonl", "saw_gdpo", 0, keys)
+    rows = experiment.step_rows(run_dir / "verl_metrics.jsonl", "saw_gdpo", 0, keys)
     assert [row["step"] for row in rows] == [1, 2]
     for row in rows:
         assert all(0.0 <= row[key] <= 1.0 for key in keys)
         assert sum(row[f"weight/{key}"] for key in keys) == pytest.approx(len(keys))
+
+
+@pytest.mark.e2e
+def test_cpu_demo_same_seed_same_run(cpu_demo_runs):
+    """Rollouts, rewards, SAW weights, losses, gradient norms: bit for bit (timings and memory aside)."""
+    first, again = cpu_demo_runs["saw_gdpo"][0], cpu_demo_runs["saw_gdpo_again"][0]
+    rollouts, metrics = repeat.step_rollouts(first), repeat.step_metrics(first)
+    assert sorted(rollouts) == sorted(metrics) == [1, 2] and all(len(rows) == 16 * 8 for rows in rollouts.values())
+    compared = repeat.compared_keys(metrics[1])
+    assert {"actor/grad_norm", "actor/pg_loss", "saw/correct_reward/weight", "critic/advantages/max"} <= set(compared)
+    assert repeat.differences(first, again) == []
+
+
+@pytest.mark.e2e
+def test_cpu_demo_arms_are_paired_from_step_1(cpu_demo_runs):
+    """gdpo and saw_gdpo of one seed: the same step-1 prompts, rollouts and rewards; they part at the update."""
+    saw, equal = cpu_demo_runs["saw_gdpo"][0], cpu_demo_runs["gdpo"][0]
+    assert repeat.differences(saw, equal, steps=1, only=repeat.ROLLOUT_AND_REWARD) == []
+    parted = {line.split(": ")[1].split(" ")[0] for line in repeat.differences(saw, equal, steps=1)}
+    assert {"saw/correct_reward/weight", "actor/grad_norm"} <= parted
