@@ -9,7 +9,10 @@ same three pieces for a plain HF model on CPU:
   which requests arrive with it nor on when (batching them would make both decide the padding, the
   kernels' shapes and which random numbers each row draws). verl names a request by its place in
   the step's batch (``det-<priority>``) when ``rollout.full_determinism`` is set, as the launcher
-  sets it; otherwise by a random uuid, and the samples are not repeatable.
+  sets it; otherwise by a random uuid, and the samples are not repeatable. verl's v1 trainer numbers
+  no request (every one is ``det-0``): requests of one step with the same id and prompt are told apart
+  by their order of arrival (``det-0#1``, ``det-0#2``, ...), so each group's samples are repeatable as a
+  set, unless two groups of the step share a prompt.
 * :class:`HFReplica`: the ``RolloutReplica`` that launches one named ``HFServer`` per replica.
 * :class:`HFServerAdapter`: the ``BaseRollout`` living in the FSDP actor worker; verl hands it the
   trained weights after every update and it loads them into the server.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 import ray
@@ -92,6 +96,7 @@ class HFServer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.global_steps = None
         self._model_lock = asyncio.Lock()
+        self._arrivals: Counter = Counter()  # (step, request id, prompt) -> requests seen: repeats of an id
 
     def _budget(self, prompt_len: int, sampling: Sampling) -> int:
         if sampling.max_new_tokens is not None:
@@ -102,8 +107,12 @@ class HFServer:
     async def generate(self, *, prompt_ids, sampling_params, request_id=None, **unused) -> TokenOutput:
         sampling = Sampling.from_request(sampling_params)
         prompt_ids = list(prompt_ids)
-        async with self._model_lock:  # one request at a time; the weights are not swapped mid-request
-            seed = request_seed(self.config.seed, self.global_steps, request_id)
+        async with self._model_lock:  # one request at a time, in order of arrival; no weight swap mid-request
+            arrival = (self.global_steps, request_id, tuple(prompt_ids))
+            repeat = self._arrivals[arrival]
+            self._arrivals[arrival] += 1
+            name = f"{request_id}#{repeat}" if repeat else request_id
+            seed = request_seed(self.config.seed, self.global_steps, name)
             return await asyncio.to_thread(self._generate_one, prompt_ids, sampling, seed)
 
     @torch.no_grad()
@@ -147,6 +156,7 @@ class HFServer:
             if unexpected:
                 raise ValueError(f"HFServer received weights the model does not have: {unexpected[:5]}")
             self.global_steps = global_steps
+            self._arrivals.clear()  # the requests of earlier steps
         return len(named_tensors)
 
     # Lifecycle calls of RolloutReplica / CheckpointEngineManager: nothing to free on CPU.

@@ -243,7 +243,8 @@ def test_a_request_samples_the_same_tokens_whatever_arrives_with_it(hf_server):
     params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "max_tokens": 5}
     requests = [([5, 6, 7], "det-0"), ([8, 9, 10, 11], "det-1"), ([5, 6, 7], "det-2")]
 
-    async def generate(batch):
+    async def generate(batch, step=None):  # as in a step of verl: the weights of `step` loaded, then the requests
+        await hf_server.load_weights({}, global_steps=step)
         outputs = await asyncio.gather(*[hf_server.generate(prompt_ids=prompt, sampling_params=params, request_id=rid)
                                          for prompt, rid in batch])
         return {rid: output.token_ids for (_, rid), output in zip(batch, outputs)}
@@ -251,11 +252,7 @@ def test_a_request_samples_the_same_tokens_whatever_arrives_with_it(hf_server):
     async def scenario():  # one event loop: the server's lock belongs to it
         together = await generate(requests)
         reordered, alone = await generate(requests[::-1]), await generate(requests[:1])
-        hf_server.global_steps, step = 7, hf_server.global_steps
-        try:
-            return together, reordered, alone, await generate(requests[:1])
-        finally:
-            hf_server.global_steps = step
+        return together, reordered, alone, await generate(requests[:1], step=7)
 
     rng = torch.get_rng_state()
     together, reordered, alone, other_step = asyncio.run(scenario())
@@ -263,6 +260,27 @@ def test_a_request_samples_the_same_tokens_whatever_arrives_with_it(hf_server):
     assert torch.equal(torch.get_rng_state(), rng)
     assert together["det-0"] != together["det-2"]  # the same prompt, another place in the batch
     assert other_step != alone  # the weights of another step
+
+
+def test_requests_with_one_id_are_numbered_by_arrival(hf_server):
+    """verl's v1 trainer sends every request as det-0: repeats of an id and prompt sample from seeds of their
+    own, so a group's samples differ from each other and are the same set in any order of arrival."""
+    params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "max_tokens": 5}
+    prompts = [[5, 6, 7]] * 4 + [[8, 9, 10, 11]] * 4
+
+    async def generate(batch):
+        outputs = await asyncio.gather(*[hf_server.generate(prompt_ids=prompt, sampling_params=params,
+                                                            request_id="det-0") for prompt in batch])
+        return sorted((tuple(prompt), tuple(output.token_ids)) for prompt, output in zip(batch, outputs))
+
+    async def scenario():
+        first = await generate(prompts)
+        await hf_server.load_weights({}, global_steps=hf_server.global_steps)  # a new step: numbering restarts
+        return first, await generate(prompts[::-1])
+
+    first, reordered = asyncio.run(scenario())
+    assert first == reordered
+    assert len(set(first)) == len(prompts)  # no two samples alike
 
 
 def test_generation_stops_at_eos_and_respects_the_budget(hf_server):
