@@ -120,3 +120,22 @@ def test_cpu_demo_grid_skips_finished_runs_and_grows(tmp_path, monkeypatch):
     recorded = sorted(set(zip(metrics["method"], metrics["seed"])))
     assert recorded == [(method, seed) for method in ("gdpo", "saw_gdpo") for seed in range(3)]
     assert len(metrics) == 12
+
+
+def test_reading_rules_give_the_earlier_grids_readings(capsys):
+    """recipes.common.reading on the committed earlier grids says what their READMEs read."""
+    from recipes.common import reading
+
+    reading.main(["--metrics", str(GRID_METRICS)])
+    lines = capsys.readouterr().out.splitlines()
+    verdict = {line.split(":")[0]: line.rsplit("-> ", 1)[1].split(" (")[0] for line in lines if "->" in line}
+    assert verdict["saw_gdpo - gdpo, steps to correct_reward >= 0.6"] == "sooner"  # 5/5, -7.4
+    assert verdict["saw_gdpo - gdpo, steps to format_reward >= 0.9"] == "later"  # 5/5, +1.6
+    assert verdict["saw_grpo - grpo, steps to correct_reward >= 0.6"] == "no evidence either way"  # 3/5
+    assert ("saw_gdpo - gdpo, steps to correct_reward >= 0.6: 5 seeds, fewer on 5, more on 0, mean -7.4 ± 4.5 -> "
+            "sooner (needs 4/5; sign test p = 0.031)") in lines
+    reading.main(["--metrics", str(CPU_DEMO / "results_history" / "metrics.csv")])
+    history = [line for line in capsys.readouterr().out.splitlines() if line.startswith("saw_gdpo_history")]
+    assert [line.rsplit("-> ", 1)[1].split(" (")[0] for line in history] == [
+        "no evidence either way", "no evidence either way", "steadier"]
+    assert reading.sign_test_p(5, 5) == 1 / 32 and reading.sign_test_p(0, 0) == 1.0
