@@ -1,7 +1,8 @@
 """Launch the real ``python -m verl.trainer.main_ppo`` on CPU through the harness plugin.
 
 :data:`CPU_OVERRIDES` are the hydra overrides every CPU run needs (platform, FSDP2, sdpa, logical
-Ray GPUs/CPUs, the ``hf`` rollout, one TransferQueue storage unit for the v1 trainer, one agent
+Ray GPUs/CPUs, the ``hf`` rollout with ``full_determinism`` (every request sampled from a seed of its own,
+:mod:`cpu_harness.rollout`), one TransferQueue storage unit for the v1 trainer, one agent
 loop and one reward worker); :func:`harness_env` adds the environment variables that load the
 plugin in every process. Callers add their own model/data/algorithm overrides, which win over
 ours on the same key. Being command-line overrides, :data:`CPU_OVERRIDES` also win over a
@@ -41,6 +42,7 @@ CPU_OVERRIDES = (
     "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",  # default is flash_attention_2
     "actor_rollout_ref.rollout.name=hf",
     "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+    "actor_rollout_ref.rollout.full_determinism=True",  # request ids by batch position: the hf rollout's seeds
     "actor_rollout_ref.rollout.agent.num_workers=1",
     "reward.num_workers=1",
     "data.dataloader_num_workers=0",

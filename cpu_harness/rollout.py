@@ -3,8 +3,16 @@
 verl 0.9.1 serves rollouts only through vLLM / SGLang / TRT-LLM servers. This module provides the
 same three pieces for a plain HF model on CPU:
 
-* :class:`HFServer`: the LLM-server actor the agent loop talks to (token in, token out). Requests
-  that arrive together are left-padded into one ``generate`` call.
+* :class:`HFServer`: the LLM-server actor the agent loop talks to (token in, token out). Each
+  request is generated on its own, sampled from a seed of its own (:func:`request_seed`: the rollout
+  seed, the weights' training step and the request id), so that a request's tokens depend neither on
+  which requests arrive with it nor on when (batching them would make both decide the padding, the
+  kernels' shapes and which random numbers each row draws). verl names a request by its place in
+  the step's batch (``det-<priority>``) when ``rollout.full_determinism`` is set, as the launcher
+  sets it; otherwise by a random uuid, and the samples are not repeatable. verl's v1 trainer numbers
+  no request (every one is ``det-0``): requests of one step with the same id and prompt are told apart
+  by their order of arrival (``det-0#1``, ``det-0#2``, ...), so each group's samples are repeatable as a
+  set, unless two groups of the step share a prompt.
 * :class:`HFReplica`: the ``RolloutReplica`` that launches one named ``HFServer`` per replica.
 * :class:`HFServerAdapter`: the ``BaseRollout`` living in the FSDP actor worker; verl hands it the
   trained weights after every update and it loads them into the server.
@@ -15,7 +23,9 @@ Imported lazily (by verl's registries, through :mod:`cpu_harness.plugin`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 import ray
@@ -34,7 +44,7 @@ def server_actor_name(replica_rank: int) -> str:
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling parameters shared by every request of one batched ``generate`` call."""
+    """Sampling parameters of one request."""
 
     temperature: float
     top_p: float
@@ -63,33 +73,30 @@ class Sampling:
                 "top_k": self.top_k if self.top_k > 0 else 0}
 
 
-@dataclass
-class _Request:
-    prompt_ids: list[int]
-    budget: int
-    future: asyncio.Future
+def request_seed(rollout_seed: int, global_steps, request_id) -> int:
+    """The sampling seed of one request: a stable hash of the rollout seed, the step of the weights it
+    is sampled from (``global_steps``, None before the first sync) and its id; in [0, 2**63)."""
+    digest = hashlib.blake2b(f"{rollout_seed}|{global_steps}|{request_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 class HFServer:
     """Async Ray actor holding an HF causal LM; implements the server calls verl makes."""
 
-    def __init__(self, config, model_config, replica_rank: int, max_batch_size: int = 256):
+    def __init__(self, config, model_config, replica_rank: int):
         torch.set_num_threads(1)
         self.config = omega_conf_to_dataclass(config)
         if isinstance(model_config, DictConfig):  # replicas are handed the raw DictConfig
             model_config = omega_conf_to_dataclass(model_config)
-        torch.manual_seed(self.config.seed + replica_rank)
         self.model = AutoModelForCausalLM.from_pretrained(model_config.local_path, dtype=torch.float32).eval()
         tokenizer = model_config.tokenizer
         eos = model_config.generation_config.eos_token_id if model_config.generation_config else None
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos_ids = {eos} if isinstance(eos, int) else set(eos)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
-        self.max_batch_size = max_batch_size
         self.global_steps = None
-        self._pending: dict[Sampling, list[_Request]] = {}
-        self._drainer: asyncio.Task | None = None
         self._model_lock = asyncio.Lock()
+        self._arrivals: Counter = Counter()  # (step, request id, prompt) -> requests seen: repeats of an id
 
     def _budget(self, prompt_len: int, sampling: Sampling) -> int:
         if sampling.max_new_tokens is not None:
@@ -100,46 +107,29 @@ class HFServer:
     async def generate(self, *, prompt_ids, sampling_params, request_id=None, **unused) -> TokenOutput:
         sampling = Sampling.from_request(sampling_params)
         prompt_ids = list(prompt_ids)
-        request = _Request(prompt_ids, self._budget(len(prompt_ids), sampling), asyncio.get_running_loop().create_future())
-        self._pending.setdefault(sampling, []).append(request)
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        return await request.future
-
-    async def _drain(self) -> None:
-        """Serve queued requests, one ``generate`` call per sampling setting and chunk."""
-        while self._pending:
-            sampling = next(iter(self._pending))
-            queue = self._pending.pop(sampling)
-            for start in range(0, len(queue), self.max_batch_size):
-                chunk = queue[start : start + self.max_batch_size]
-                try:
-                    async with self._model_lock:
-                        outputs = await asyncio.to_thread(self._generate_batch, chunk, sampling)
-                except Exception as error:  # every waiting request learns why
-                    for request in chunk:
-                        request.future.set_exception(error)
-                    continue
-                for request, output in zip(chunk, outputs):
-                    request.future.set_result(output)
+        async with self._model_lock:  # one request at a time, in order of arrival; no weight swap mid-request
+            arrival = (self.global_steps, request_id, tuple(prompt_ids))
+            repeat = self._arrivals[arrival]
+            self._arrivals[arrival] += 1
+            name = f"{request_id}#{repeat}" if repeat else request_id
+            seed = request_seed(self.config.seed, self.global_steps, name)
+            return await asyncio.to_thread(self._generate_one, prompt_ids, sampling, seed)
 
     @torch.no_grad()
-    def _generate_batch(self, requests: list[_Request], sampling: Sampling) -> list[TokenOutput]:
-        width = max(len(r.prompt_ids) for r in requests)
-        input_ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, request in enumerate(requests):  # left padding keeps every prompt's end aligned
-            input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
-            attention_mask[row, width - len(request.prompt_ids) :] = 1
-        out = self.model.generate(
-            input_ids, attention_mask=attention_mask, max_new_tokens=max(r.budget for r in requests),
-            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
-            return_dict_in_generate=True, output_logits=sampling.want_logprobs, **sampling.generate_kwargs(),
-        )
-        new_tokens = out.sequences[:, width:]
-        logprobs = self._token_logprobs(out.logits, new_tokens, sampling) if sampling.want_logprobs else None
-        return [self._finish(new_tokens[row], None if logprobs is None else logprobs[row], request.budget)
-                for row, request in enumerate(requests)]
+    def _generate_one(self, prompt_ids: list[int], sampling: Sampling, seed: int) -> TokenOutput:
+        """One prompt (no padding), sampled from the global torch RNG reseeded with ``seed`` (restored after)."""
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long)
+        budget = self._budget(len(prompt_ids), sampling)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = self.model.generate(
+                input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=budget,
+                eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
+                return_dict_in_generate=True, output_logits=sampling.want_logprobs, **sampling.generate_kwargs(),
+            )
+        new_tokens = out.sequences[0, len(prompt_ids) :]
+        logprobs = self._token_logprobs(out.logits, new_tokens[None], sampling)[0] if sampling.want_logprobs else None
+        return self._finish(new_tokens, logprobs, budget)
 
     @staticmethod
     def _token_logprobs(step_logits, tokens: torch.Tensor, sampling: Sampling) -> torch.Tensor:
@@ -166,6 +156,7 @@ class HFServer:
             if unexpected:
                 raise ValueError(f"HFServer received weights the model does not have: {unexpected[:5]}")
             self.global_steps = global_steps
+            self._arrivals.clear()  # the requests of earlier steps
         return len(named_tensors)
 
     # Lifecycle calls of RolloutReplica / CheckpointEngineManager: nothing to free on CPU.

@@ -204,8 +204,9 @@ def test_after_import_patches_on_first_import(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------- hf server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def hf_server(tiny_model_dir):
+    """A new server each test: its lock belongs to the first event loop that waits on it."""
     from hydra import compose, initialize_config_module
 
     from cpu_harness.rollout import HFServer
@@ -217,9 +218,9 @@ def hf_server(tiny_model_dir):
     return HFServer(config.actor_rollout_ref.rollout, config.actor_rollout_ref.model, replica_rank=0)
 
 
-def test_batched_generation_log_probs_match_an_unpadded_forward(hf_server):
-    """Prompts of different lengths are left-padded into one batch; every returned log-prob must
-    equal the one an unpadded forward pass of prompt + response gives (positions and masks right)."""
+def test_generation_log_probs_match_a_forward_pass(hf_server):
+    """Prompts of different lengths arriving together: every returned log-prob must equal the one a forward
+    pass of prompt + response gives."""
     prompts = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14], [15]]
     params = {"temperature": 0.7, "top_p": 1.0, "top_k": -1, "logprobs": True}
 
@@ -234,6 +235,52 @@ def test_batched_generation_log_probs_match_an_unpadded_forward(hf_server):
             logits = hf_server.model(ids).logits[0, len(prompt) - 1 : -1] / 0.7
         expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(output.token_ids)[:, None]).squeeze(-1)
         torch.testing.assert_close(torch.tensor(output.log_probs), expected, atol=1e-4, rtol=0)
+
+
+def test_a_request_samples_the_same_tokens_whatever_arrives_with_it(hf_server):
+    """A request's tokens follow from (rollout seed, step of the weights, request id) alone: not from the
+    requests that arrive with it, nor their order; the process's torch RNG is left as it was."""
+    params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "max_tokens": 5}
+    requests = [([5, 6, 7], "det-0"), ([8, 9, 10, 11], "det-1"), ([5, 6, 7], "det-2")]
+
+    async def generate(batch, step=None):  # as in a step of verl: the weights of `step` loaded, then the requests
+        await hf_server.load_weights({}, global_steps=step)
+        outputs = await asyncio.gather(*[hf_server.generate(prompt_ids=prompt, sampling_params=params, request_id=rid)
+                                         for prompt, rid in batch])
+        return {rid: output.token_ids for (_, rid), output in zip(batch, outputs)}
+
+    async def scenario():  # one event loop: the server's lock belongs to it
+        together = await generate(requests)
+        reordered, alone = await generate(requests[::-1]), await generate(requests[:1])
+        return together, reordered, alone, await generate(requests[:1], step=7)
+
+    rng = torch.get_rng_state()
+    together, reordered, alone, other_step = asyncio.run(scenario())
+    assert reordered == together and alone == {"det-0": together["det-0"]}
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert together["det-0"] != together["det-2"]  # the same prompt, another place in the batch
+    assert other_step != alone  # the weights of another step
+
+
+def test_requests_with_one_id_are_numbered_by_arrival(hf_server):
+    """verl's v1 trainer sends every request as det-0: repeats of an id and prompt sample from seeds of their
+    own, so a group's samples differ from each other and are the same set in any order of arrival."""
+    params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "max_tokens": 5}
+    prompts = [[5, 6, 7]] * 4 + [[8, 9, 10, 11]] * 4
+
+    async def generate(batch):
+        outputs = await asyncio.gather(*[hf_server.generate(prompt_ids=prompt, sampling_params=params,
+                                                            request_id="det-0") for prompt in batch])
+        return sorted((tuple(prompt), tuple(output.token_ids)) for prompt, output in zip(batch, outputs))
+
+    async def scenario():
+        first = await generate(prompts)
+        await hf_server.load_weights({}, global_steps=hf_server.global_steps)  # a new step: numbering restarts
+        return first, await generate(prompts[::-1])
+
+    first, reordered = asyncio.run(scenario())
+    assert first == reordered
+    assert len(set(first)) == len(prompts)  # no two samples alike
 
 
 def test_generation_stops_at_eos_and_respects_the_budget(hf_server):

@@ -4,7 +4,10 @@
   returns several keys, every step logs ``saw/<key>/{weight,cv,mean,std}`` and finite advantages;
 * a run resumed from a checkpoint goes on with SAW's history pool: its next step has the pool and weights of
   the uninterrupted run (both trainers);
-* the CPU demo recipe: its config composes with hydra, and it trains 2 steps.
+* each rival of the registry trains 2 steps and logs its per-key metrics;
+* the CPU demo recipe: its config composes with hydra, and it trains 2 steps; run again, the same method
+  and seed give the same rollouts and metrics bit for bit, and another method with that seed the same step-1
+  rollouts and rewards.
 
 saw_verl's own plugin is loaded as users get it, through its ``verl.plugins`` entry point; only the
 CPU harness is loaded through ``VERL_USE_EXTERNAL_MODULES``. Each run takes ~35-60 s and ~4 GiB.
@@ -12,7 +15,9 @@ CPU harness is loaded through ``VERL_USE_EXTERNAL_MODULES``. Each run takes ~35-
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import math
 import os
@@ -24,6 +29,7 @@ import pytest
 from cpu_harness.assets import build_tiny_model
 from cpu_harness.launcher import run_main_ppo
 from cpu_harness.smoke_task import write_smoke_data
+from recipes.common import repeat
 from saw_verl.integrations.verl.checkpoints import HISTORY_FILE
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes" / "cpu_demo"
@@ -66,7 +72,7 @@ def smoke_overrides(assets, use_v1: bool, run_dir: Path, estimator: str = "saw_g
 
 def file_logger_env(run_dir: Path) -> dict[str, str]:
     """This process's environment (saw_verl's plugin comes from its entry point) + verl's file logger path."""
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(run_dir / "metrics.jsonl"))
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(run_dir / "verl_metrics.jsonl"))
     assert "saw_verl.integrations.verl" not in env.get("VERL_USE_EXTERNAL_MODULES", ""), "use the entry point, as users do"
     return env
 
@@ -77,12 +83,6 @@ def require_success(result) -> str:
     return log
 
 
-def step_metrics(run_dir: Path) -> dict[int, dict]:
-    """{step: metrics} from verl's ``file`` logger."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {record["step"]: record["data"] for record in records}
-
-
 def console_value(log: str, step: int, name: str) -> float:
     """A metric as printed by verl's console logger ("step:N - ... - name:value - ...")."""
     line = next(line for line in log.splitlines() if re.search(rf"\bstep:{step} - ", line))
@@ -91,13 +91,30 @@ def console_value(log: str, step: int, name: str) -> float:
     return float(match.group(1))
 
 
+@pytest.fixture(scope="module")
+def smoke_runs(smoke_assets, tmp_path_factory):
+    """smoke_runs(use_v1, trial) -> (run folder, log): the smoke job on one trainer, run once per trial and kept;
+    verl dumps its rollouts to the run folder's rollouts/."""
+    done = {}
+
+    def run(use_v1: bool, trial: int = 0) -> tuple[Path, str]:
+        if (use_v1, trial) not in done:
+            run_dir = tmp_path_factory.mktemp(f"{'v1' if use_v1 else 'legacy'}{trial}")
+            overrides = [*smoke_overrides(smoke_assets, use_v1, run_dir),
+                         f"trainer.rollout_data_dir={run_dir / 'rollouts'}"]
+            result = run_main_ppo(overrides, run_dir / "train.log", RUN_TIMEOUT_S, env=file_logger_env(run_dir),
+                                  cwd=run_dir)
+            done[(use_v1, trial)] = (run_dir, require_success(result))
+        return done[(use_v1, trial)]
+
+    return run
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("use_v1", [False, True], ids=["legacy-trainer", "v1-trainer"])
-def test_saw_gdpo_trains_two_steps_on_cpu(smoke_assets, use_v1, tmp_path):
-    result = run_main_ppo(smoke_overrides(smoke_assets, use_v1, tmp_path), tmp_path / "train.log", RUN_TIMEOUT_S,
-                          env=file_logger_env(tmp_path), cwd=tmp_path)
-    log = require_success(result)
-    metrics = step_metrics(tmp_path)
+def test_saw_gdpo_trains_two_steps_on_cpu(smoke_runs, use_v1):
+    run_dir, log = smoke_runs(use_v1)
+    metrics = repeat.step_metrics(run_dir)
     assert sorted(metrics) == [1, 2]
     for step, data in metrics.items():
         assert math.isfinite(data["actor/kl_loss"])
@@ -134,7 +151,7 @@ def test_resumed_run_goes_on_with_the_saw_history_pool(smoke_assets, use_v1, tmp
         ]
         logs[name] = require_success(run_main_ppo(overrides, run_dir / "train.log", RUN_TIMEOUT_S,
                                                   env=file_logger_env(run_dir), cwd=run_dir))
-    whole, resumed = step_metrics(tmp_path / "whole")[2], step_metrics(tmp_path / "resumed")
+    whole, resumed = repeat.step_metrics(tmp_path / "whole")[2], repeat.step_metrics(tmp_path / "resumed")
     assert sorted(resumed) == [2], "the resumed run trains step 2 only"
     for key in PROMPT_KEYS:
         assert resumed[2][f"saw/{key}/mean"] == whole[f"saw/{key}/mean"], "verl restored the data order: same prompts"
@@ -160,7 +177,7 @@ def test_rival_trains_two_steps_on_cpu(smoke_assets, estimator, prefix, use_v1, 
     result = run_main_ppo(smoke_overrides(smoke_assets, use_v1, tmp_path, estimator), tmp_path / "train.log",
                           RUN_TIMEOUT_S, env=file_logger_env(tmp_path), cwd=tmp_path)
     log = require_success(result)
-    metrics = step_metrics(tmp_path)
+    metrics = repeat.step_metrics(tmp_path)
     assert sorted(metrics) == [1, 2]
     for step, data in metrics.items():
         for key in SMOKE_KEYS:
@@ -170,6 +187,26 @@ def test_rival_trains_two_steps_on_cpu(smoke_assets, estimator, prefix, use_v1, 
         assert math.isfinite(console_value(log, step, "critic/advantages/max"))
     if estimator == "gd2po":
         assert all(0 <= data["gd2po/keep_ratio"] <= 1 for data in metrics.values())
+def _unordered(rollouts: list[dict]) -> list[str]:
+    """A step's rollouts as a sorted list, each without its uid (a uuid4 verl draws anew every run)."""
+    return sorted(json.dumps({k: v for k, v in row.items() if k != "uid"}, sort_keys=True) for row in rollouts)
+
+
+@pytest.mark.e2e
+def test_v1_trainer_repeats_but_for_its_batch_order(smoke_runs):
+    """verl's v1 trainer puts a step's rows in the order its agent loops finish, grouped by uuid4 prompt names
+    (trainer_base.py, replay_buffer.py), and numbers no request (each is det-0, told apart by the hf server in
+    order of arrival): a repeat gets the same rollouts as a set, in another order, and float sums taken in another
+    order. Measured (2 steps, 2026-12-07): 160 of 176 metrics the same; the others by up to 2.5e-4 relative
+    (actor/grad_norm, step 2) or 1.5e-8 absolute (losses and advantage means near 0). Bound here: 5e-3 / 1e-6."""
+    (first, _), (again, _) = smoke_runs(True, 0), smoke_runs(True, 1)
+    rollouts, rollouts_again = repeat.step_rollouts(first), repeat.step_rollouts(again)
+    assert sorted(rollouts) == sorted(rollouts_again) == [1, 2]
+    assert all(_unordered(rollouts[step]) == _unordered(rollouts_again[step]) for step in rollouts)
+    metrics, metrics_again = repeat.step_metrics(first), repeat.step_metrics(again)
+    for step in (1, 2):
+        for key in repeat.compared_keys(metrics[step]):
+            assert metrics_again[step][key] == pytest.approx(metrics[step][key], rel=5e-3, abs=1e-6), (step, key)
 
 
 def _load_recipe_module(name: str):
@@ -214,18 +251,54 @@ def test_cpu_demo_rival_methods_compose_and_pass_their_options(method, saw_block
     assert own == saw_block
 
 
-@pytest.mark.e2e
-def test_cpu_demo_trains_two_steps_and_prints_the_weights(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def cpu_demo_runs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """The CPU demo, seed 0, 2 steps: saw_gdpo in two work folders of their own, and gdpo.
+    {name: (run folder, what the run printed)}."""
     experiment = _load_recipe_module("experiment")
-    experiment.prepare(tmp_path, seeds=[0])
     keys = experiment.reward_keys()
-    result = experiment.run_one(tmp_path, "saw_gdpo", seed=0, steps=2, timeout_s=RUN_TIMEOUT_S, keys=keys)
-    require_success(result)
-    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("saw_gdpo seed 0 step")]
+    runs = {}
+    for name, method in (("saw_gdpo", "saw_gdpo"), ("saw_gdpo_again", "saw_gdpo"), ("gdpo", "gdpo")):
+        workdir = tmp_path_factory.mktemp(name)
+        experiment.prepare(workdir, seeds=[0])
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            result = experiment.run_one(workdir, method, seed=0, steps=2, timeout_s=RUN_TIMEOUT_S, keys=keys)
+        require_success(result)
+        runs[name] = (result.log_path.parent, printed.getvalue())
+    return runs
+
+
+@pytest.mark.e2e
+def test_cpu_demo_trains_two_steps_and_prints_the_weights(cpu_demo_runs):
+    experiment = _load_recipe_module("experiment")
+    keys = experiment.reward_keys()
+    run_dir, out = cpu_demo_runs["saw_gdpo"]
+    printed = [line for line in out.splitlines() if line.startswith("saw_gdpo seed 0 step")]
     assert [line.split(":")[0] for line in printed] == ["saw_gdpo seed 0 step 1", "saw_gdpo seed 0 step 2"]
     assert all(f"{key}=" in line for line in printed for key in keys)
-    rows = experiment.step_rows(result.log_path.parent / "verl_metrics.jsonl", "saw_gdpo", 0, keys)
+    rows = experiment.step_rows(run_dir / "verl_metrics.jsonl", "saw_gdpo", 0, keys)
     assert [row["step"] for row in rows] == [1, 2]
     for row in rows:
         assert all(0.0 <= row[key] <= 1.0 for key in keys)
         assert sum(row[f"weight/{key}"] for key in keys) == pytest.approx(len(keys))
+
+
+@pytest.mark.e2e
+def test_cpu_demo_same_seed_same_run(cpu_demo_runs):
+    """Rollouts, rewards, SAW weights, losses, gradient norms: bit for bit (timings and memory aside)."""
+    first, again = cpu_demo_runs["saw_gdpo"][0], cpu_demo_runs["saw_gdpo_again"][0]
+    rollouts, metrics = repeat.step_rollouts(first), repeat.step_metrics(first)
+    assert sorted(rollouts) == sorted(metrics) == [1, 2] and all(len(rows) == 16 * 8 for rows in rollouts.values())
+    compared = repeat.compared_keys(metrics[1])
+    assert {"actor/grad_norm", "actor/pg_loss", "saw/correct_reward/weight", "critic/advantages/max"} <= set(compared)
+    assert repeat.differences(first, again) == []
+
+
+@pytest.mark.e2e
+def test_cpu_demo_arms_are_paired_from_step_1(cpu_demo_runs):
+    """gdpo and saw_gdpo of one seed: the same step-1 prompts, rollouts and rewards; they part at the update."""
+    saw, equal = cpu_demo_runs["saw_gdpo"][0], cpu_demo_runs["gdpo"][0]
+    assert repeat.differences(saw, equal, steps=1, only=repeat.ROLLOUT_AND_REWARD) == []
+    parted = {line.split(": ")[1].split(" ")[0] for line in repeat.differences(saw, equal, steps=1)}
+    assert {"saw/correct_reward/weight", "actor/grad_norm"} <= parted

@@ -7,8 +7,9 @@ Rewards are the batch means of the training rollouts (``saw/<key>/mean``), smoot
 trailing mean over ``--window`` steps before thresholds are checked. A run that never reaches a
 threshold counts as ``steps + 1`` in the mean (a lower bound on its true time) and is listed in the
 "reached" column. The weights' steadiness is the mean over steps of |w_t - w_(t-1)|. Pairs of methods
-(``--pair METHOD:BASELINE``; default each SAW method against its equal-weight baseline) are compared seed by
-seed. Writes ``summary.md``, ``summary.csv``, ``paired.csv`` and ``curves.png`` to ``--out``.
+(``--pair METHOD:BASELINE``; default each SAW method against its equal-weight baseline, and the history arm
+against saw_gdpo) are compared seed by seed. Writes ``summary.md``, ``summary.csv``, ``paired.csv`` and
+``curves.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 METHOD_ORDER = ["grpo", "saw_grpo", "gdpo", "saw_gdpo", "saw_gdpo_history"]
-DEFAULT_PAIRS = (("saw_grpo", "grpo"), ("saw_gdpo", "gdpo"))  # (method, baseline): method minus baseline
+# (method, baseline): method minus baseline; a pair whose methods are not both in the metrics is left out
+DEFAULT_PAIRS = (("saw_grpo", "grpo"), ("saw_gdpo", "gdpo"), ("saw_gdpo_history", "saw_gdpo"))
 
 
 def reward_keys(metrics: pd.DataFrame) -> list[str]:
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--title", default="CPU demo", help="what the figure's title names (the experiment)")
     parser.add_argument("--pair", type=parse_pair, action="append", default=None,
                         help="METHOD:BASELINE compared seed by seed (repeatable); default: saw_grpo:grpo, "
-                        "saw_gdpo:gdpo")
+                        "saw_gdpo:gdpo, saw_gdpo_history:saw_gdpo")
     args = parser.parse_args(argv)
     thresholds = dict(args.threshold or [("format_reward", 0.9), ("correct_reward", 0.6)])
     metrics = pd.read_csv(args.metrics)

@@ -1,15 +1,22 @@
-"""Where a TRL run keeps its files, and the collection of a grid's runs into metrics.csv and runs.csv.
+"""Where a TRL run keeps its files, the collection of a grid's runs into metrics.csv and runs.csv, and the
+ledger that lets a grid resume and grow.
 
 A run of `<method>` with seed `<seed>` lives in `<workdir>/runs/<method>_seed<seed>/`: TRL's
 `trainer_state.json` (its `log_history`) and `run.json`, written last, when the run finished. The rows of
 metrics.csv are in `recipes.common.analyze`'s format (method, seed, step, each reward's batch mean, each
 SAW weight, step time).
+
+A grid's output folder is its ledger: `record_run` adds each run to its runs.csv (and its steps to
+metrics.csv) the moment it ends, and `finished_runs` names the runs there that need no rerun, so a grid
+stopped half-way, or given more seeds, runs only what is missing and its tables cover every finished run.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,10 +40,10 @@ def step_rows(state_path: Path, method: str, seed: int, keys) -> list[dict]:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    """rows (dicts with the same keys) -> a CSV with a header, creating the folder."""
+    """rows (dicts; the header is every key, in order of first appearance) -> a CSV, creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
         writer.writeheader()
         writer.writerows(rows)
 
@@ -60,3 +67,41 @@ def collect_runs(workdir: Path, out: Path, methods: list[str], seeds: list[int],
     if missing:
         print("runs that did not finish: " + "; ".join(missing), file=sys.stderr)
     return runs, missing
+
+
+def read_csv(path: Path) -> list[dict]:
+    """A CSV's rows as dicts of strings; no rows if the file is not there."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def finished_runs(out: Path, steps: int) -> set[tuple[str, int]]:
+    """(method, seed) of the runs `out/runs.csv` records as finished (exit code 0, when recorded) after
+    `steps` steps."""
+    return {(row["method"], int(row["seed"])) for row in read_csv(out / "runs.csv")
+            if int(row["steps"]) == steps and row.get("returncode", "0") in ("0", "")}
+
+
+def _row_order(row: dict) -> tuple:
+    return int(row["seed"]), str(row["method"]), int(row.get("step", 0))
+
+
+def record_run(out: Path, run: dict, metric_rows: list[dict]) -> None:
+    """Add one run (a runs.csv row with method, seed, steps) and its metrics.csv rows to `out`, in place of
+    any earlier record of the same method and seed. A lock on the folder makes runs that end together both land."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = (str(run["method"]), str(run["seed"]))
+    folder = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        for name, new_rows in (("runs.csv", [run]), ("metrics.csv", metric_rows)):
+            kept = [row for row in read_csv(out / name) if (row["method"], row["seed"]) != key]
+            rows = sorted(kept + new_rows, key=_row_order)
+            if rows:
+                write_csv(out / name, rows)
+            else:
+                (out / name).unlink(missing_ok=True)
+    finally:
+        os.close(folder)  # and with it the lock

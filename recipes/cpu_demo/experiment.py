@@ -6,9 +6,11 @@
 Sets up from scratch under ``--workdir`` (the data, and one random tiny Qwen2 per seed: the seed
 varies the initialisation, the data order and the sampling; every method of a seed starts from the
 same model), then runs each (method, seed) with ``python -m verl.trainer.main_ppo`` through
-``cpu_harness`` and the recipe's ``config/cpu_demo.yaml``. Writes ``metrics.csv`` (one row
-per method, seed and step, from verl's ``file`` logger) and ``runs.csv`` (exit code, wall time,
-peak memory of every run) to ``--out``.
+``cpu_harness`` and the recipe's ``config/cpu_demo.yaml``. A run's verl log, step metrics and rollouts (one
+JSONL per step) go to ``--workdir``/runs/<method>_seed<seed>/. As each run ends it is recorded in ``--out``:
+``runs.csv`` (steps, exit code, wall time, peak memory) and ``metrics.csv`` (one row per method, seed and step,
+from verl's ``file`` logger). Runs ``--out`` already records as finished with ``--steps`` steps are skipped, so
+a stopped grid resumes and a grid given more seeds runs only those.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from omegaconf import OmegaConf
 
 from cpu_harness.assets import PLAIN_TEMPLATE, TinyQwen2, build_tiny_model, write_rl_parquet
 from cpu_harness.launcher import RunResult, run_main_ppo
-from recipes.common.runs import write_csv
+from recipes.common.runs import finished_runs, record_run
 from recipes.cpu_demo.prepare_data import copy_digit_rows
 
 RECIPE_DIR = Path(__file__).resolve().parent
@@ -99,6 +101,7 @@ def run_overrides(workdir: Path, method: str, seed: int, steps: int) -> list[str
         f"trainer.total_training_steps={steps}",
         f"trainer.experiment_name={method}_seed{seed}",
         f"trainer.default_local_dir={workdir / 'checkpoints' / f'{method}_seed{seed}'}",
+        f"trainer.rollout_data_dir={workdir / 'runs' / f'{method}_seed{seed}' / 'rollouts'}",
     ]
 
 
@@ -175,31 +178,29 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.expanduser().resolve()
     prepare(workdir, args.seeds)
     keys = reward_keys()
-    jobs = [(method, seed) for seed in args.seeds for method in args.methods]
+    done = finished_runs(args.out, args.steps)
+    jobs = [(method, seed) for seed in args.seeds for method in args.methods if (method, seed) not in done]
+    if len(jobs) < len(args.seeds) * len(args.methods):
+        print(f"{len(args.seeds) * len(args.methods) - len(jobs)} runs already finished in {args.out}: skipped",
+              flush=True)
 
     def run(job):
         method, seed = job
         result = run_one(workdir, method, seed, args.steps, args.timeout, keys)
         print(f"{method} seed {seed}: exit {result.returncode}, {result.wall_s:.0f} s, "
               f"peak {result.peak_pss_bytes / 2**30:.2f} GiB PSS, log {result.log_path}", flush=True)
+        run_row = {"method": method, "seed": seed, "steps": args.steps, "returncode": result.returncode,
+                   "wall_s": round(result.wall_s, 1), "peak_pss_gib": round(result.peak_pss_bytes / 2**30, 2)}
+        metrics_path = result.log_path.parent / "verl_metrics.jsonl"
+        record_run(args.out, run_row, step_rows(metrics_path, method, seed, keys) if result.returncode == 0 else [])
         return job, result
 
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         outcomes = list(pool.map(run, jobs))
-    runs, metrics = [], []
-    for (method, seed), result in outcomes:
-        runs.append({"method": method, "seed": seed, "returncode": result.returncode, "wall_s": round(result.wall_s, 1),
-                     "peak_pss_gib": round(result.peak_pss_bytes / 2**30, 2)})
-        if result.returncode == 0:
-            metrics += step_rows(result.log_path.parent / "verl_metrics.jsonl", method, seed, keys)
-    write_csv(args.out / "runs.csv", runs)
-    if metrics:
-        write_csv(args.out / "metrics.csv", metrics)
     failed = [f"{method} seed {seed} ({result.log_path})" for (method, seed), result in outcomes if result.returncode]
     if failed:
         print("failed runs: " + "; ".join(failed), file=sys.stderr)
     return 1 if failed else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,9 +4,9 @@
 # metrics.csv (per step), runs.csv (wall time, peak memory), summary.md/.csv and curves.png.
 #
 # Environment (defaults):
-#   WORKDIR=<a new folder>      models, data, runs/<method>_seed<seed>/ (train.log, verl_metrics.jsonl); by default
-#                               a fresh $TMPDIR/saw_cpu_demo.XXXXXX per run, printed. A WORKDIR you name is reused:
-#                               its models and data are kept, its runs replaced.
+#   WORKDIR=<a new folder>      models, data, runs/<method>_seed<seed>/ (train.log, verl_metrics.jsonl, rollouts/); by
+#                               default a fresh $TMPDIR/saw_cpu_demo.XXXXXX per run, printed. A WORKDIR you name is
+#                               reused: its models and data are kept, and the runs its OUT records as finished.
 #   OUT=$WORKDIR/results        where the metrics, table and plot go
 #   MODE=gdpo                   gdpo: saw_gdpo vs equal-weight GDPO; grpo: saw_grpo vs equal-weight GRPO
 #   STEPS=60  SEED=0  PYTHON=python

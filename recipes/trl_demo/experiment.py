@@ -1,14 +1,15 @@
 """The CPU demo's copy-digit task through TRL's GRPOTrainer: one run, or the grid's bookkeeping.
 
     python recipes/trl_demo/experiment.py prepare --workdir W --seeds 0 1
-    python recipes/trl_demo/experiment.py train --workdir W --method saw_gdpo --seed 0 --steps 60
-    python recipes/trl_demo/experiment.py collect --workdir W --out results --methods ... --seeds ...
+    python recipes/trl_demo/experiment.py train --workdir W --out results --method saw_gdpo --seed 0 --steps 60
 
 Same task, data, rewards, model (one random tiny Qwen2 per seed, shared by every method of that seed)
 and batch shape as `recipes/cpu_demo` (16 prompts x 8 completions of up to 3 tokens per step, one
 on-policy AdamW update at lr 5e-3, no KL). Every method is `SAWGRPOTrainer`; the baselines have
 `saw_dynamic=False`, which is exactly plain `GRPOTrainer` (tested in tests/test_trl_trainer.py).
-A run writes `runs/<method>_seed<seed>/trainer_state.json` (TRL's `log_history`) and `run.json`.
+A run writes `runs/<method>_seed<seed>/trainer_state.json` (TRL's `log_history`) and `run.json`, then is
+recorded in `--out` (`runs.csv`, and its steps in `metrics.csv`); a run `--out` already records as finished
+with `--steps` steps is skipped, so a stopped grid resumes and a grid given more seeds runs only those.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from recipes.common.runs import collect_runs, run_dir
+from recipes.common.runs import finished_runs, record_run, run_dir, step_rows
 from recipes.cpu_demo.reward import REWARD_KEYS, compute_score
 
 # method -> (SAW estimator, dynamic weights)
@@ -69,8 +70,12 @@ def train_dataset():
     )
 
 
-def train(workdir: Path, method: str, seed: int, steps: int) -> None:
-    """One run; writes trainer_state.json and run.json (wall time) into its run folder."""
+def train(workdir: Path, out: Path, method: str, seed: int, steps: int) -> None:
+    """One run, unless `out` records it as finished: trainer_state.json and run.json (wall time) into its run
+    folder, then its record in `out`."""
+    if (method, seed) in finished_runs(out, steps):
+        print(f"{method} seed {seed}: already finished in {out}, skipped")
+        return
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -78,11 +83,11 @@ def train(workdir: Path, method: str, seed: int, steps: int) -> None:
 
     torch.set_num_threads(1)
     estimator, dynamic = METHODS[method]
-    out = run_dir(workdir, method, seed)
-    (out / "run.json").unlink(missing_ok=True)  # written again only if this run finishes
+    folder = run_dir(workdir, method, seed)
+    (folder / "run.json").unlink(missing_ok=True)  # written again only if this run finishes
     start = time.perf_counter()
     args = SAWGRPOConfig(
-        output_dir=str(out), saw_estimator=estimator, saw_dynamic=dynamic, saw_reward_min=[0.0, 0.0],
+        output_dir=str(folder), saw_estimator=estimator, saw_dynamic=dynamic, saw_reward_min=[0.0, 0.0],
         num_generations=8, per_device_train_batch_size=128, gradient_accumulation_steps=1, max_steps=steps,
         max_completion_length=3, temperature=1.0, learning_rate=5e-3, lr_scheduler_type="constant",
         weight_decay=0.01, beta=0.0, seed=seed, use_cpu=True, logging_steps=1, save_strategy="no",
@@ -94,21 +99,16 @@ def train(workdir: Path, method: str, seed: int, steps: int) -> None:
                              processing_class=tokenizer)
     trainer.train()
     trainer.save_state()
-    (out / "run.json").write_text(json.dumps({"method": method, "seed": seed, "steps": steps,
-                                              "wall_s": round(time.perf_counter() - start, 1)}))
-
-
-def collect(workdir: Path, out: Path, methods: list[str], seeds: list[int]) -> int:
-    """metrics.csv and runs.csv from every run's folder; 1 if a run did not finish."""
-    return 1 if collect_runs(workdir, out, methods, seeds, REWARD_KEYS)[1] else 0
+    run = {"method": method, "seed": seed, "steps": steps, "wall_s": round(time.perf_counter() - start, 1)}
+    (folder / "run.json").write_text(json.dumps(run))
+    record_run(out, run, step_rows(folder / "trainer_state.json", method, seed, REWARD_KEYS))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["prepare", "train", "collect"])
+    parser.add_argument("command", choices=["prepare", "train"])
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--out", type=Path, help="collect: where metrics.csv and runs.csv go")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--out", type=Path, help="train: the grid's folder, where runs.csv and metrics.csv go")
     parser.add_argument("--method", choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--seed", type=int, default=0)
@@ -117,15 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.expanduser().resolve()
     if args.command == "prepare":
         prepare(workdir, args.seeds)
-    elif args.command == "train":
-        if args.method is None:
-            parser.error("train needs --method")
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        train(workdir, args.method, args.seed, args.steps)
     else:
-        if args.out is None:
-            parser.error("collect needs --out")
-        return collect(workdir, args.out, args.methods, args.seeds)
+        if args.method is None or args.out is None:
+            parser.error("train needs --method and --out")
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        train(workdir, args.out.expanduser().resolve(), args.method, args.seed, args.steps)
     return 0
 
 
