@@ -139,3 +139,15 @@ def test_reading_rules_give_the_earlier_grids_readings(capsys):
     assert [line.rsplit("-> ", 1)[1].split(" (")[0] for line in history] == [
         "no evidence either way", "no evidence either way", "steadier"]
     assert reading.sign_test_p(5, 5) == 1 / 32 and reading.sign_test_p(0, 0) == 1.0
+
+
+def test_reading_rules_take_the_pairs_asked_for(capsys):
+    """--pair rules on the pairs given only; the weights' steadiness only on the history pair."""
+    from recipes.common import reading
+
+    reading.main(["--metrics", str(GRID_METRICS), "--pair", "saw_gdpo:saw_grpo", "--pair", "gdpo:grpo"])
+    ruled = {line.split(",")[0] for line in capsys.readouterr().out.splitlines() if "->" in line}
+    assert ruled == {"saw_gdpo - saw_grpo", "gdpo - grpo"}
+    reading.main(["--metrics", str(CPU_DEMO / "results_history" / "metrics.csv")])
+    steadiness = [line for line in capsys.readouterr().out.splitlines() if "weight change" in line]
+    assert [line.split(",")[0] for line in steadiness] == ["saw_gdpo_history - saw_gdpo"]

@@ -9,6 +9,7 @@
 #   METHODS="grpo saw_grpo gdpo saw_gdpo saw_gdpo_history" (saw_gdpo_history: SAW-GDPO with
 #   algorithm.saw.history_decay=0.9; also the registry's rivals saw_verl_gdpo mo_grpo corr_grpo gd2po gd2po_snr,
 #   see README.md "Methods")   PARALLEL=2   PYTHON=python
+#   PAIRS="METHOD:BASELINE ..." the pairs the tables compare (default: analyze.py's; results_rivals/README.md's)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PYTHONPATH="$(cd "$HERE/../.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"  # cpu_harness/, recipes/: the checkout only
@@ -24,5 +25,7 @@ status=0
 # shellcheck disable=SC2086  # SEEDS and METHODS are lists
 "$PYTHON" "$HERE/experiment.py" --workdir "$WORKDIR" --out "$OUT" --methods $METHODS \
     --seeds $SEEDS --steps "$STEPS" --parallel "$PARALLEL" || status=$?  # the tables even if a run failed
-"$PYTHON" -m recipes.common.analyze --metrics "$OUT/metrics.csv" --out "$OUT"
+pair_args=()
+for pair in ${PAIRS:-}; do pair_args+=(--pair "$pair"); done
+"$PYTHON" -m recipes.common.analyze --metrics "$OUT/metrics.csv" --out "$OUT" "${pair_args[@]}"
 exit "$status"
