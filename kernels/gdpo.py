@@ -58,7 +58,7 @@ def _gdpo_stats_kernel(
     program = tl.program_id(0)
     if program < PROGRAMS:
         coef = step1(rewards_ptr, stride_n, stride_k, consts_ptr, status, summary, pool_ptr, pool_out_ptr, N, K,
-                     PAPER, DYNAMIC, True, HISTORY, BATCH_CHUNK, BLOCK_K)
+                     PAPER, DYNAMIC, HISTORY, BATCH_CHUNK, BLOCK_K)
         descended = group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, scores, scratch,
                                   coef, N, K, BLOCK, NORM_BY_STD, SORTED, True, GROUP_CHUNK, BLOCK_K)
         tl.store(status + UNSORTED_AT + program, descended.to(tl.float64))

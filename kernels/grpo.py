@@ -28,7 +28,7 @@ def _grpo_stats_kernel(
     UNSORTED_AT + p: 1 if the ids it read descend (SORTED: the caller's order was wrong)."""
     values, status, summary, scratch, _ = workspace_regions(ws_ptr, N, K, tl.num_programs(0), 1)
     coef = step1(rewards_ptr, stride_n, stride_k, consts_ptr, status, summary, pool_ptr, pool_out_ptr, N, K, PAPER,
-                 DYNAMIC, False, HISTORY, BATCH_CHUNK, BLOCK_K)
+                 DYNAMIC, HISTORY, BATCH_CHUNK, BLOCK_K)
     descended = group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, values, scratch, coef,
                               N, K, BLOCK, NORM_BY_STD, SORTED, False, GROUP_CHUNK, BLOCK_K)
     tl.store(status + UNSORTED_AT + tl.program_id(0), descended.to(tl.float64))

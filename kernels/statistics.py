@@ -103,10 +103,10 @@ def coefficient_of_variation(count, mean, m2, high, low, consts_ptr, K, PAPER: t
 
 
 @triton.jit
-def saw_weights(cv, consts_ptr, K, PAPER: tl.constexpr, DYNAMIC: tl.constexpr, GDPO: tl.constexpr,
-                BLOCK_K: tl.constexpr):
+def saw_weights(cv, consts_ptr, K, PAPER: tl.constexpr, DYNAMIC: tl.constexpr, BLOCK_K: tl.constexpr):
     """docs/spec.md Step 1, the weights: cv (BLOCK_K,) float64 -> (weights, coef = weight * alpha) (BLOCK_K,)
-    float64, 0 past K. Float64 reference: naive.naive_weights."""
+    float64, 0 past K. They sum to K in both modes; CVs all equal give exactly 1 each (the dynamic=false weights).
+    Float64 reference: naive.naive_weights."""
     keys = tl.arange(0, BLOCK_K)
     live = keys < K
     delta = tl.load(consts_ptr + DELTA)
@@ -115,11 +115,13 @@ def saw_weights(cv, consts_ptr, K, PAPER: tl.constexpr, DYNAMIC: tl.constexpr, G
     ones = tl.where(live, 1.0, 0.0).to(tl.float64)
     if not DYNAMIC:
         weights = ones
-    elif PAPER:
-        share = tl.where(cv_sum < delta, ones / K, cv / tl.maximum(cv_sum, delta))
-        weights = share * K if GDPO else share
     else:
-        weights = K * cv / (cv_sum + tl.load(consts_ptr + OFFICIAL_EPS))
+        if PAPER:
+            weights = tl.where(cv_sum < delta, ones, (cv / tl.maximum(cv_sum, delta)) * K)
+        else:
+            weights = K * cv / (cv_sum + tl.load(consts_ptr + OFFICIAL_EPS))
+        all_equal = tl.max(tl.where(live, cv, float("-inf")), 0) == tl.min(tl.where(live, cv, float("inf")), 0)
+        weights = tl.where(all_equal, ones, weights)
     return weights, weights * alpha
 
 
@@ -159,8 +161,8 @@ def store_row(out_ptr, row, K, values, BLOCK_K: tl.constexpr):
 
 @triton.jit
 def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, pool_ptr, pool_out_ptr, N, K,
-          PAPER: tl.constexpr, DYNAMIC: tl.constexpr, GDPO: tl.constexpr, HISTORY: tl.constexpr,
-          CHUNK: tl.constexpr, BLOCK_K: tl.constexpr):
+          PAPER: tl.constexpr, DYNAMIC: tl.constexpr, HISTORY: tl.constexpr, CHUNK: tl.constexpr,
+          BLOCK_K: tl.constexpr):
     """docs/spec.md Step 1 in every statistics program (the same bits in each); program 0 stores the summary, the
     first non-finite reward and (HISTORY) the new pool at pool_out_ptr. HISTORY: the CVs and weights are the pool's
     at pool_ptr with this batch merged in. Returns coef = weight * alpha (BLOCK_K,) float64."""
@@ -173,7 +175,7 @@ def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, 
                                          BLOCK_K)
     else:
         cv = batch_cv
-    weights, coef = saw_weights(cv, consts_ptr, K, PAPER, DYNAMIC, GDPO, BLOCK_K)
+    weights, coef = saw_weights(cv, consts_ptr, K, PAPER, DYNAMIC, BLOCK_K)
     if tl.program_id(0) == 0:
         store_row(summary_ptr, WEIGHTS_ROW, K, weights, BLOCK_K)
         store_row(summary_ptr, CV_ROW, K, cv, BLOCK_K)

@@ -86,15 +86,18 @@ def pool_cv(pool: torch.Tensor, cfg: SawConfig) -> tuple[torch.Tensor, torch.Ten
 
 
 def cv_weights(cv: torch.Tensor, cfg: SawConfig) -> torch.Tensor:
-    """cv (K,) float64 -> the SAW weights w_k of the preset and mode (docs/spec.md Step 1)."""
+    """cv (K,) float64 -> the SAW weights w_k of the preset (docs/spec.md Step 1): they sum to K in both modes, and
+    CVs all equal give exactly 1 each, the dynamic=false weights."""
     k = cv.numel()
+    ones = torch.ones_like(cv)
     if not cfg.dynamic:
-        return torch.ones_like(cv)
-    if cfg.preset == "official":
-        return k * cv / (cv.sum() + OFFICIAL_EPS)
+        return ones
     total = cv.sum()
-    share = torch.where(total < cfg.delta, torch.full_like(cv, 1.0 / k), cv / total.clamp_min(cfg.delta))
-    return share * (k if cfg.mode == "gdpo" else 1)
+    if cfg.preset == "official":
+        weights = k * cv / (total + OFFICIAL_EPS)
+    else:
+        weights = torch.where(total < cfg.delta, ones, k * (cv / total.clamp_min(cfg.delta)))
+    return torch.where(cv.amax() == cv.amin(), ones, weights)
 
 
 def batch_weights(rewards: torch.Tensor, cfg: SawConfig, pool: Optional[torch.Tensor] = None) -> BatchWeights:

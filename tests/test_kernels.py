@@ -23,8 +23,9 @@ from saw_verl.kernels import common, constants_vector, gdpo_advantages, grpo_adv
 from saw_verl.reference import reference_saw_advantages
 from saw_verl.triton_backend import HOST_SYNCS, LAUNCHES
 from spec_cases import (
-    EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, HISTORY_DECAYS,
-    assert_close, history_step_config, history_steps, saw_batches, scaled_tolerance,
+    EQUAL_CV_GROUPS, EQUAL_CV_MASK, EQUAL_CV_REWARDS, EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK,
+    EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, HISTORY_DECAYS,
+    assert_close, equal_cv_cases, history_step_config, history_steps, saw_batches, scaled_tolerance,
 )
 
 pytestmark = pytest.mark.interpreter
@@ -270,6 +271,16 @@ def test_non_finite_reward_is_refused_naming_key_and_row(bad, row, key, mode):
     rewards[row + 1:, key] = float("nan")  # later bad rows: the first one is named
     with pytest.raises(SawInputError, match=rf"reward '{KEYS3[key]}' is {bad} at row {row}: rewards must be finite"):
         triton(rewards, group_ids, mask, SawConfig(KEYS3, mode=mode))
+
+
+@pytest.mark.parametrize("preset,mode,norm_by_std,keys", equal_cv_cases())
+def test_equal_cvs_give_exactly_the_dynamic_false_advantages(preset, mode, norm_by_std, keys):
+    """docs/spec.md Step 1, "Equal CVs", in the kernels' Step 1: weights exactly 1, advantages the baseline's bits."""
+    results = [triton(EQUAL_CV_REWARDS[:, :keys], EQUAL_CV_GROUPS, EQUAL_CV_MASK, SawConfig(
+        tuple("abc"[:keys]), mode=mode, preset=preset, dynamic=dynamic, norm_by_std=norm_by_std))
+        for dynamic in (True, False)]
+    assert results[0].weights.tolist() == [1.0] * keys
+    assert torch.equal(results[0].advantages, results[1].advantages)
 
 
 @pytest.mark.parametrize("ids_sorted", [False, True], ids=["sorted-on-device", "ids-sorted"])
