@@ -17,6 +17,7 @@ import torch
 from saw_verl.config import SawConfig
 from saw_verl.errors import SawInputError
 from saw_verl.history import SawHistory
+from saw_verl.kernel_check import kernels_verified
 from saw_verl.result import SawResult
 from saw_verl.torch_backend import torch_saw_advantages
 
@@ -76,10 +77,13 @@ def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: 
 
 def resolve_backend(device: torch.device, requested: Optional[str] = None) -> str:
     """The backend for tensors on `device`: `requested`, else SAW_VERL_BACKEND, else triton for CUDA tensors
-    when triton is installed (the `triton` extra) and torch otherwise."""
+    when triton is installed (the `triton` extra) and these kernel sources passed the GPU check
+    (saw_verl.kernel_check; otherwise one WARNING says why), and torch otherwise."""
     choice = requested or os.environ.get(BACKEND_ENV)
     if choice is None:
-        return "triton" if device.type == "cuda" and importlib.util.find_spec("triton") is not None else "torch"
+        if device.type != "cuda" or importlib.util.find_spec("triton") is None:
+            return "torch"
+        return "triton" if kernels_verified() else "torch"
     if choice not in BACKENDS:
         raise SawInputError(f"{BACKEND_ENV}={choice!r}: expected one of {BACKENDS}")
     if choice == "triton" and importlib.util.find_spec("triton") is None:

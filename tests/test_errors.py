@@ -97,11 +97,9 @@ def test_triton_forced_on_cpu_without_interpreter_is_refused(monkeypatch):
         saw_advantages(*good_batch(), SawConfig(KEYS))
 
 
-def test_cuda_tensors_take_triton_when_installed_and_torch_otherwise(monkeypatch):
+def test_cuda_tensors_take_torch_without_triton_or_when_told(monkeypatch):
     monkeypatch.delenv("SAW_VERL_BACKEND", raising=False)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    installed = importlib.util.find_spec("triton") is not None
-    assert resolve_backend(cuda) == ("triton" if installed else "torch")
     assert resolve_backend(cpu) == "torch"
     monkeypatch.setenv("SAW_VERL_BACKEND", "torch")
     assert resolve_backend(cuda) == "torch"
