@@ -15,11 +15,12 @@ from typing import Optional
 import torch
 
 from saw_verl.config import SawConfig
-from saw_verl.errors import SawInputError
+from saw_verl.errors import SawInputError, mask_not_binary_error, single_rollout_groups_error
 from saw_verl.history import SawHistory
 from saw_verl.kernel_check import kernels_verified
 from saw_verl.result import SawResult
 from saw_verl.torch_backend import torch_saw_advantages
+from saw_verl.weights import reward_minimums, warn_rewards_below_min
 
 BACKEND_ENV = "SAW_VERL_BACKEND"
 BACKENDS = ("torch", "triton")
@@ -73,6 +74,28 @@ def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: 
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
         raise SawInputError(f"SAW inputs must be on one device; got {listed}")
+
+
+def input_value_summary(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """The values the tensor API checks, on the inputs' device without a host read -> (2 + K,) float64: 1 where some
+    mask value is neither 0 nor 1, 1 where every group has one rollout, then each key's smallest reward.
+    Read it once, then check_input_values."""
+    mask = response_mask
+    not_binary = torch.zeros((), dtype=torch.bool, device=mask.device) if mask.dtype == torch.bool else (
+        (mask != 0) & (mask != 1)).any()
+    ordered = torch.sort(group_ids).values
+    singletons = ~(ordered[1:] == ordered[:-1]).any()
+    return torch.cat([torch.stack([not_binary, singletons]).to(torch.float64), reward_minimums(rewards.double())])
+
+
+def check_input_values(summary: list[float], response_mask: torch.Tensor, cfg: SawConfig) -> None:
+    """summary: input_value_summary, read. SawInputError for a mask value other than 0 / 1 (naming row and token) or
+    groups all of one rollout; the one-time warning for rewards below reward_min (saw_verl.weights)."""
+    if summary[0]:
+        raise mask_not_binary_error(response_mask)
+    if summary[1]:
+        raise single_rollout_groups_error(response_mask.shape[0])
+    warn_rewards_below_min(summary[2:], cfg)
 
 
 def resolve_backend(device: torch.device, requested: Optional[str] = None) -> str:

@@ -74,9 +74,8 @@ def saw_batches(draw, max_rows: int = 24, max_len: int = 9, dyadic: bool = False
     num_keys = draw(st.integers(1, 6))
     num_groups = draw(st.integers(1, 6))
     sizes = draw(st.lists(st.integers(1, 6), min_size=num_groups, max_size=num_groups))
+    sizes[0] = max(sizes[0], 2)  # groups all of one rollout are refused (docs/spec.md, "Degenerate inputs")
     group_ids = [g for g, size in enumerate(sizes) for _ in range(size)][:max_rows]
-    if len(group_ids) < 2:
-        group_ids = [0, 0]
     group_ids = draw(st.permutations(group_ids))  # non-contiguous groups
     n = len(group_ids)
     grid = st.sampled_from(REWARD_VALUES if dyadic else REWARD_VALUES + [0.1, 4.2])  # 0.1, 4.2: inexact means

@@ -21,7 +21,7 @@ import pytest
 
 from cpu_harness.assets import build_tiny_model
 from cpu_harness.launcher import run_main_ppo
-from cpu_harness.smoke_task import write_smoke_data
+from cpu_harness.smoke_task import REWARD_MIN, write_smoke_data
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes" / "cpu_demo"
 SMOKE_KEYS = ["accuracy_reward", "format_reward", "length_reward"]
@@ -41,6 +41,7 @@ def smoke_overrides(assets, use_v1: bool, run_dir: Path) -> list[str]:
         f"trainer.use_v1={use_v1}",
         "algorithm.adv_estimator=saw_gdpo",
         f"+algorithm.gdpo_reward_keys=[{','.join(SMOKE_KEYS)}]",
+        f"+algorithm.saw.reward_min=[{','.join(map(str, REWARD_MIN))}]",
         f"data.train_files={assets['train']}", f"data.val_files={assets['val']}",
         "data.train_batch_size=4", "data.max_prompt_length=32", "data.max_response_length=8",
         f"actor_rollout_ref.model.path={assets['model']}",
