@@ -109,22 +109,36 @@ def test_saw_gdpo_trains_two_steps_on_cpu(smoke_assets, use_v1, tmp_path):
         assert console_value(log, step, "critic/advantages/max") > console_value(log, step, "critic/advantages/min")
 
 
+@pytest.mark.parametrize("mistake,named", [
+    ("+algorithm.saw.preset=offical", r"unknown algorithm\.saw\.preset 'offical'"),
+    ("+algorithm.saw.reward_min=[0,0]", r"algorithm\.saw\.reward_min has 2 entries but there are 3 reward keys"),
+])
+def test_a_saw_option_error_stops_main_ppo_before_ray_starts(smoke_assets, tmp_path, mistake, named):
+    """The real main_ppo: verl's driver validates its config before ray.init; the SAW options fail there too
+    (saw_verl's shim wraps validate_config), not at the first advantage after the workers and a rollout."""
+    result = run_main_ppo([*smoke_overrides(smoke_assets, True, tmp_path), mistake], tmp_path / "train.log",
+                          RUN_TIMEOUT_S, env=file_logger_env(tmp_path), cwd=tmp_path)
+    log = result.log
+    assert result.returncode != 0, log[-3000:]
+    assert re.search(rf"SawInputError: {named}", log), log[-3000:]
+    assert "ray init kwargs" not in log and "Started a local Ray instance" not in log, log[-3000:]
+
+
 def _load_recipe_module(name: str):
     return importlib.import_module(f"recipes.cpu_demo.{name}")
 
 
 def test_cpu_demo_config_composes_with_hydra():
     from hydra import compose, initialize_config_dir
-    from verl.utils.config import omega_conf_to_dataclass
 
-    from saw_verl.integrations.verl.config import SawAlgoConfig
+    from saw_verl.integrations.verl.config import validate_saw_run
 
     experiment = _load_recipe_module("experiment")
     overrides = experiment.run_overrides(Path("/tmp/w"), "gdpo", seed=3, steps=7)
     with initialize_config_dir(str(RECIPE_DIR / "config"), version_base=None):
         config = compose("cpu_demo", overrides=overrides)
-    algorithm = omega_conf_to_dataclass(config.algorithm)
-    assert isinstance(algorithm, SawAlgoConfig)
+    validate_saw_run(config, "gdpo")
+    algorithm = config.algorithm
     assert (algorithm.adv_estimator, algorithm.saw["dynamic"]) == ("saw_gdpo", False)
     assert list(algorithm.gdpo_reward_keys) == list(_load_recipe_module("reward").REWARD_KEYS)
     assert config.trainer.total_training_steps == 7 and config.data.seed == 3
