@@ -99,6 +99,20 @@ def test_run_script_rejects_unknown_estimator(recipe):
     assert result.returncode == 2 and "usage:" in result.stderr
 
 
+@pytest.mark.parametrize("arm,estimator,dynamic", [("gdpo", "saw_gdpo", False), ("grpo", "saw_grpo", False),
+                                                   ("saw_gdpo", "saw_gdpo", True), ("verl_gdpo", "gdpo", None)])
+def test_the_baseline_arms_are_saw_with_dynamic_false(tmp_path, arm, estimator, dynamic):
+    """The fair baseline differs from SAW in the weights only (verl's own gdpo stays an extra arm)."""
+    env = {**os.environ, "PYTHON": sys.executable, "DATA_DIR": str(tmp_path), "MODEL_PATH": "/models/m"}
+    run = subprocess.run(["bash", str(RECIPES / "tool_calling" / "run.sh"), arm, "--cfg", "job"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    algorithm = yaml.safe_load(run.stdout)["algorithm"]
+    assert algorithm["adv_estimator"] == estimator
+    if dynamic is not None:
+        assert algorithm["saw"]["dynamic"] is dynamic
+
+
 def test_run_scripts_compose_through_verls_entry_point(tmp_path):
     """`run_saw_grpo.sh --cfg job` of each recipe, side by side: verl's real main_ppo composes and prints the config."""
     env = {
