@@ -29,16 +29,14 @@ STATIC_WEIGHT_ROW = tl.constexpr(1)
 # (SUMMARY_ROWS, K), the scratch of the group statistics (N, 2, C): per run, at its first sorted position, each
 # column's mean and divisor), and for GDPO the per-row scores S (N,) and token counts n (N,).
 # Status words: FIRST_BAD (the first non-finite reward as row * K + key, N * K if none), TOKENS (GDPO: M, the sum
-# of the mask), MASK_NOT_BINARY (1 where some mask value is neither 0 nor 1), BELOW_MIN_KEY / BELOW_MIN_VALUE (the
-# first key whose smallest reward is below its reward_min, K if none, and that reward), then one word per
-# statistics program from UNSORTED_AT: the bits UNSORTED (the ids it read descend somewhere) and OWNS_A_GROUP (a
-# group of 2 or more rows starts in its block).
+# of the mask), BELOW_MIN_KEY / BELOW_MIN_VALUE (the first key whose smallest reward is below its reward_min, K if
+# none, and that reward), then one word per statistics program from UNSORTED_AT: the bits UNSORTED (the ids it
+# read descend somewhere) and OWNS_A_GROUP (a group of 2 or more rows starts in its block).
 FIRST_BAD = tl.constexpr(0)
 TOKENS = tl.constexpr(1)
-MASK_NOT_BINARY = tl.constexpr(2)
-BELOW_MIN_KEY = tl.constexpr(3)
-BELOW_MIN_VALUE = tl.constexpr(4)
-UNSORTED_AT = tl.constexpr(5)
+BELOW_MIN_KEY = tl.constexpr(2)
+BELOW_MIN_VALUE = tl.constexpr(3)
+UNSORTED_AT = tl.constexpr(4)
 UNSORTED = tl.constexpr(1)
 OWNS_A_GROUP = tl.constexpr(2)
 SUMMARY = ("weights", "cv", "mean", "std", "batch_cv")  # rows of the summary
@@ -163,11 +161,10 @@ def workspace_regions(ws_ptr, N, K, P, C):
 
 @triton.jit
 def _write_kernel(values_ptr, mask_ptr, out_ptr, N, L, stride_n, stride_l, BLOCK_R: tl.constexpr,
-                  BLOCK_C: tl.constexpr, CHECK_BINARY: tl.constexpr):
+                  BLOCK_C: tl.constexpr):
     """out[i, t] = v[i] * mask[i, t] + 0.0 for the (BLOCK_R, BLOCK_C) tile of program (row tile, column tile):
     float32, +0.0 where the mask is 0 (-0.0 + 0.0 = +0.0; the add fuses into the multiply). values: the workspace,
-    whose first N float32 are v. CHECK_BINARY (a mask that is not bool): a tile holding a value other than 0 and 1
-    sets the status word MASK_NOT_BINARY (which Step 1's program 0 cleared in an earlier launch)."""
+    whose first N float32 are v."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cols = tl.max_contiguous(tl.multiple_of(cols, 4), 4)  # four tokens a thread: the float32 store is one v4
@@ -175,9 +172,6 @@ def _write_kernel(values_ptr, mask_ptr, out_ptr, N, L, stride_n, stride_l, BLOCK
     v = tl.load(values_ptr.to(tl.pointer_type(tl.float32)) + rows, mask=rows < N, other=0)
     m = tl.load(mask_ptr + rows[:, None] * stride_n + cols[None, :] * stride_l, mask=take, other=0)
     tl.store(out_ptr + rows[:, None] * L + cols[None, :], v[:, None] * m.to(tl.float32) + 0.0, mask=take)
-    if CHECK_BINARY:
-        if tl.max((take & (m != 0) & (m != 1)).to(tl.int32)) > 0:
-            tl.store(values_ptr + (N + 1) // 2 + MASK_NOT_BINARY, 1.0)
 
 
 def write_advantages(workspace: torch.Tensor, response_mask: torch.Tensor, out: torch.Tensor, shape: Plan) -> None:
@@ -185,6 +179,5 @@ def write_advantages(workspace: torch.Tensor, response_mask: torch.Tensor, out: 
     if out.numel():
         _write_kernel[shape.write_grid](
             workspace, response_mask, out, out.shape[0], out.shape[1], response_mask.stride(0),
-            response_mask.stride(1), BLOCK_R=shape.write_rows, BLOCK_C=shape.write_cols,
-            CHECK_BINARY=response_mask.dtype != torch.bool, num_warps=WRITE_WARPS,
+            response_mask.stride(1), BLOCK_R=shape.write_rows, BLOCK_C=shape.write_cols, num_warps=WRITE_WARPS,
         )

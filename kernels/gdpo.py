@@ -117,7 +117,7 @@ def gdpo_advantages(
     Returns:
         advantages (N, L) float32; summary (common.SUMMARY_ROWS, K) float64 rows weights / cv / mean / std /
         batch_cv; status words float64
-        (common: FIRST_BAD, TOKENS = M, MASK_NOT_BINARY, BELOW_MIN_KEY / _VALUE, then from UNSORTED_AT one word per
+        (common: FIRST_BAD, TOKENS = M, BELOW_MIN_KEY / _VALUE, then from UNSORTED_AT one word per
         statistics program, bits UNSORTED and OWNS_A_GROUP). Read the status
         before trusting the rest: a descent means ids_sorted was wrong, M < 2 that the whitening is undefined.
     """

@@ -20,8 +20,8 @@ import triton
 import triton.language as tl
 
 from .common import (
-    BATCH_CV_ROW, BELOW_MIN_KEY, BELOW_MIN_VALUE, CV_ROW, DELTA, EPSILON, FIRST_BAD, HISTORY_DECAY, MASK_NOT_BINARY,
-    MEAN_ROW, OFFICIAL_EPS, OWNS_A_GROUP, UNSORTED, REWARD_MIN_ROW, SCALARS, STATIC_WEIGHT_ROW, STD_ROW, WEIGHTS_ROW,
+    BATCH_CV_ROW, BELOW_MIN_KEY, BELOW_MIN_VALUE, CV_ROW, DELTA, EPSILON, FIRST_BAD, HISTORY_DECAY, MEAN_ROW,
+    OFFICIAL_EPS, OWNS_A_GROUP, UNSORTED, REWARD_MIN_ROW, SCALARS, STATIC_WEIGHT_ROW, STD_ROW, WEIGHTS_ROW,
 )
 
 
@@ -190,7 +190,6 @@ def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, 
             store_row(pool_out_ptr, 3, K, pool_low, BLOCK_K)
             store_row(pool_out_ptr, 4, K, pool_high, BLOCK_K)
         tl.store(status_ptr + FIRST_BAD, first_bad.to(tl.float64))
-        tl.store(status_ptr + MASK_NOT_BINARY, 0.0)  # set by the write kernel, launched later
         keys = tl.arange(0, BLOCK_K)
         reward_min = tl.load(consts_ptr + SCALARS + REWARD_MIN_ROW * K + keys, mask=keys < K, other=0)
         below = tl.min(tl.where((keys < K) & (low < reward_min), keys, K), 0)

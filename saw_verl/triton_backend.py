@@ -4,7 +4,7 @@ Per call on a GPU: LAUNCHES Triton kernels, plus torch.sort of the group ids unl
 non-decreasing (counted by tests/test_kernels.py on this code path); two allocations (the advantages and one
 workspace), no zero-fill, no host-to-device copy (the constants live on the device, one tensor per configuration
 and device), and ONE host sync: the read of the status words, which raises SawInputError (naming key and row, M,
-a mask value other than 0 / 1, groups all of one rollout) and warns of rewards below reward_min before the
+groups all of one rollout) and warns of rewards below reward_min before the
 advantages are returned. Ids said to be sorted are checked on the device: where they descend, the call runs again
 with the sort (a second read), so a wrong hint costs time, never a wrong result.
 """
@@ -72,7 +72,8 @@ def triton_saw_advantages(
         raise non_finite_error(rewards, cfg.reward_keys, *divmod(int(read[kernels.FIRST_BAD]), k))
     single_rollout_groups = not any(int(word) & kernels.OWNS_A_GROUP.value for word in read[kernels.UNSORTED_AT:])
     minimums = [read[kernels.BELOW_MIN_VALUE] if key == read[kernels.BELOW_MIN_KEY] else torch.inf for key in range(k)]
-    check_input_values([read[kernels.MASK_NOT_BINARY], single_rollout_groups, *minimums], response_mask, cfg)
+    # the mask's values are not checked here: the streaming write stays free of reductions (the torch path checks them)
+    check_input_values([False, single_rollout_groups, *minimums], response_mask, cfg)
     if gdpo and read[kernels.TOKENS] < 2:
         raise too_few_tokens_error(read[kernels.TOKENS])
     weights, cv, mean, std, batch_cv = summary.unbind(0)
