@@ -81,8 +81,12 @@ def input_value_summary(rewards: torch.Tensor, group_ids: torch.Tensor, response
     mask value is neither 0 nor 1, 1 where every group has one rollout, then each key's smallest reward.
     Read it once, then check_input_values."""
     mask = response_mask
-    not_binary = torch.zeros((), dtype=torch.bool, device=mask.device) if mask.dtype == torch.bool else (
-        (mask != 0) & (mask != 1)).any()
+    not_binary = torch.zeros((), dtype=torch.bool, device=mask.device)
+    if mask.dtype != torch.bool and mask.numel():  # one pass, no (N, L) temporary
+        low, high = torch.aminmax(mask)
+        not_binary = (low < 0) | (high > 1)
+        if mask.dtype.is_floating_point:  # within [0, 1] the sum counts the nonzeros only if each is 1
+            not_binary = not_binary | (torch.count_nonzero(mask) != mask.sum(dtype=torch.float64))
     ordered = torch.sort(group_ids).values
     singletons = ~(ordered[1:] == ordered[:-1]).any()
     return torch.cat([torch.stack([not_binary, singletons]).to(torch.float64), reward_minimums(rewards.double())])
