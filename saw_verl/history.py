@@ -35,8 +35,9 @@ class SawHistory:
         steps this history holds (a SawHistory reused across runs or estimators)."""
         if self.reward_keys is None:
             return
-        held = {"reward keys": list(self.reward_keys), "mode": self.mode, cfg.option("history_decay"): self.history_decay}
-        given = {"reward keys": list(cfg.reward_keys), "mode": cfg.mode, cfg.option("history_decay"): cfg.history_decay}
+        decay = cfg.option("history_decay")
+        held = {"reward keys": list(self.reward_keys), "mode": self.mode, decay: self.history_decay}
+        given = {"reward keys": list(cfg.reward_keys), "mode": cfg.mode, decay: cfg.history_decay}
         differing = [name for name, value in held.items() if value is not None and value != given[name]]
         if differing:
             raise SawInputError(

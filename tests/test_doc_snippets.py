@@ -308,5 +308,6 @@ def test_readme_main_job_leaves_what_the_plot_tool_reads(tmp_path, request):
 
 def test_readme_says_which_verl_options_need_a_plus_on_the_cli():
     """gdpo_reward_keys / gdpo_reward_weights and algorithm.saw.* are not in verl's YAML: hydra needs `+`."""
-    header = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| verl (`algorithm."))
+    lines = (ROOT / "README.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| verl (`algorithm."))
     assert "`+` on the CLI for `gdpo_reward_*` and `saw.*`" in header
