@@ -17,6 +17,8 @@ hypothesis; no verl, no network), under 8 minutes on an H100 / H200:
 6. CPU-resident inputs (verl's TaskRunner): torch on 1 CPU thread against copy + Triton + copy back;
 7. inputs on cuda:1 while cuda:0 is current (when there are two GPUs).
 Writes gpu_check_<gpu>.json / .md to --out (default benchmarks/results) and ends with GPU CHECK PASSED / FAILED.
+A pass records the kernel sources' fingerprint in saw_verl/verified_kernels.py: committed, it makes the Triton path
+the default for CUDA tensors (saw_verl.kernel_check).
 `--dry-run` runs the same code on CPU under TRITON_INTERPRET=1 with tiny sizes (checks the script, not the GPU).
 """
 
@@ -40,6 +42,7 @@ from benchmarks.launch_count import count_launches
 from benchmarks.providers import make_workload
 from benchmarks.timing import machine, time_call
 from saw_verl import SawConfig, saw_advantages
+from saw_verl.kernel_check import RECORD, record_pass
 from saw_verl.reference import reference_weights
 from saw_verl.weights import batch_weights
 from saw_verl.triton_backend import LAUNCHES
@@ -285,6 +288,9 @@ def main():
     print(f"GPU goal (>= {GOAL_FLOOR_SHARE:.0%} of copy bandwidth, >= {GOAL_SPEEDUP:g}x torch from 16M tokens): "
           f"{sum(r['goal_met'] for r in goal)} of {len(goal)} cells")
     print("GPU CHECK " + ("FAILED: " + ", ".join(failed) if failed else "PASSED"))
+    if not failed and not args.dry_run:  # these kernel sources become the CUDA default once the record is committed
+        verified = record_pass(report["machine"]["gpu"], time.strftime("%Y-%m-%d", time.gmtime()))
+        print(f"recorded in {RECORD.relative_to(ROOT)} (commit it): {verified}")
     sys.exit(1 if failed else 0)
 
 

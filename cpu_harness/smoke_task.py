@@ -15,6 +15,7 @@ from cpu_harness.assets import rl_row, write_rl_parquet
 
 DATA_SOURCE = "saw_cpu_smoke_add"
 REWARD_KEYS = ("accuracy_reward", "format_reward", "length_reward")
+REWARD_MIN = (0.0, 0.0, -1.0)  # each key's theoretical minimum (algorithm.saw.reward_min): length_reward is in [-1, 0]
 
 
 def smoke_rows(count: int, split: str, seed: int) -> list[dict]:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "FIRST_BAD": ".common", "SUMMARY": ".common", "TOKENS": ".common", "UNSORTED_AT": ".common",
+    "BELOW_MIN_KEY": ".common", "BELOW_MIN_VALUE": ".common", "FIRST_BAD": ".common",
+    "OWNS_A_GROUP": ".common", "SUMMARY": ".common", "TOKENS": ".common", "UNSORTED": ".common",
+    "UNSORTED_AT": ".common",
     "constants_vector": ".common", "gdpo_advantages": ".gdpo", "grpo_advantages": ".grpo", "naive_gdpo": ".naive",
     "naive_grpo": ".naive",
 }

@@ -29,10 +29,16 @@ STATIC_WEIGHT_ROW = tl.constexpr(1)
 # (SUMMARY_ROWS, K), the scratch of the group statistics (N, 2, C): per run, at its first sorted position, each
 # column's mean and divisor), and for GDPO the per-row scores S (N,) and token counts n (N,).
 # Status words: FIRST_BAD (the first non-finite reward as row * K + key, N * K if none), TOKENS (GDPO: M, the sum
-# of the mask), then one word per statistics program from UNSORTED_AT: 1 where the ids it read descend somewhere.
+# of the mask), BELOW_MIN_KEY / BELOW_MIN_VALUE (the first key whose smallest reward is below its reward_min, K if
+# none, and that reward), then one word per statistics program from UNSORTED_AT: the bits UNSORTED (the ids it
+# read descend somewhere) and OWNS_A_GROUP (a group of 2 or more rows starts in its block).
 FIRST_BAD = tl.constexpr(0)
 TOKENS = tl.constexpr(1)
-UNSORTED_AT = tl.constexpr(2)
+BELOW_MIN_KEY = tl.constexpr(2)
+BELOW_MIN_VALUE = tl.constexpr(3)
+UNSORTED_AT = tl.constexpr(4)
+UNSORTED = tl.constexpr(1)
+OWNS_A_GROUP = tl.constexpr(2)
 SUMMARY = ("weights", "cv", "mean", "std", "batch_cv")  # rows of the summary
 SUMMARY_ROWS = tl.constexpr(len(SUMMARY))
 WEIGHTS_ROW = tl.constexpr(0)

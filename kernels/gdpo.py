@@ -58,10 +58,10 @@ def _gdpo_stats_kernel(
     program = tl.program_id(0)
     if program < PROGRAMS:
         coef = step1(rewards_ptr, stride_n, stride_k, consts_ptr, status, summary, pool_ptr, pool_out_ptr, N, K,
-                     PAPER, DYNAMIC, True, HISTORY, BATCH_CHUNK, BLOCK_K)
-        descended = group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, scores, scratch,
+                     PAPER, DYNAMIC, HISTORY, BATCH_CHUNK, BLOCK_K)
+        flags = group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, scores, scratch,
                                   coef, N, K, BLOCK, NORM_BY_STD, SORTED, True, GROUP_CHUNK, BLOCK_K)
-        tl.store(status + UNSORTED_AT + program, descended.to(tl.float64))
+        tl.store(status + UNSORTED_AT + program, flags.to(tl.float64))
     else:
         count_tokens(mask_ptr, mask_stride_n, mask_stride_l, scores + N, N, L, program - PROGRAMS, FLOAT_MASK,
                      TOKEN_ROWS, TOKEN_COLS)
@@ -117,7 +117,8 @@ def gdpo_advantages(
     Returns:
         advantages (N, L) float32; summary (common.SUMMARY_ROWS, K) float64 rows weights / cv / mean / std /
         batch_cv; status words float64
-        (common: FIRST_BAD, TOKENS = M, then from UNSORTED_AT one word per statistics program). Read the status
+        (common: FIRST_BAD, TOKENS = M, BELOW_MIN_KEY / _VALUE, then from UNSORTED_AT one word per
+        statistics program, bits UNSORTED and OWNS_A_GROUP). Read the status
         before trusting the rest: a descent means ids_sorted was wrong, M < 2 that the whitening is undefined.
     """
     n, k = rewards.shape

@@ -25,13 +25,14 @@ def _grpo_stats_kernel(
 ):
     """Program p: Step 1 (program 0 stores the summary and the first non-finite reward), then v = z(R) (N,) float32
     for the rows of the runs that start in sorted positions [p * BLOCK, (p + 1) * BLOCK); status word
-    UNSORTED_AT + p: 1 if the ids it read descend (SORTED: the caller's order was wrong)."""
+    UNSORTED_AT + p: the bits UNSORTED (the ids it read descend; SORTED: the caller's order was wrong) and
+    OWNS_A_GROUP."""
     values, status, summary, scratch, _ = workspace_regions(ws_ptr, N, K, tl.num_programs(0), 1)
     coef = step1(rewards_ptr, stride_n, stride_k, consts_ptr, status, summary, pool_ptr, pool_out_ptr, N, K, PAPER,
-                 DYNAMIC, False, HISTORY, BATCH_CHUNK, BLOCK_K)
-    descended = group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, values, scratch, coef,
+                 DYNAMIC, HISTORY, BATCH_CHUNK, BLOCK_K)
+    flags = group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, values, scratch, coef,
                               N, K, BLOCK, NORM_BY_STD, SORTED, False, GROUP_CHUNK, BLOCK_K)
-    tl.store(status + UNSORTED_AT + tl.program_id(0), descended.to(tl.float64))
+    tl.store(status + UNSORTED_AT + tl.program_id(0), flags.to(tl.float64))
 
 
 def grpo_advantages(
@@ -52,7 +53,8 @@ def grpo_advantages(
     Returns:
         advantages (N, L) float32; summary (common.SUMMARY_ROWS, K) float64 rows weights / cv / mean / std /
         batch_cv; status words float64
-        (common: FIRST_BAD, then from UNSORTED_AT one word per statistics program, 1 where the ids descend).
+        (common: FIRST_BAD, BELOW_MIN_KEY / _VALUE, then from UNSORTED_AT one word per statistics
+        program, bits UNSORTED and OWNS_A_GROUP).
         Read the status before trusting the rest: a descent means ids_sorted was wrong, so is everything else.
     """
     n, k = rewards.shape

@@ -17,7 +17,7 @@ def unpack(constants, k: int):
     return (*values[:SCALARS], per_key[:k], per_key[k:2 * k])
 
 
-def naive_weights(rewards: torch.Tensor, constants, preset: str, dynamic: bool, gdpo: bool):
+def naive_weights(rewards: torch.Tensor, constants, preset: str, dynamic: bool):
     """rewards (N, K) float64 -> (weights, cv, mean, std) (K,) float64 (docs/spec.md Step 1)."""
     k = rewards.shape[1]
     delta, _, official_eps, _, _, reward_min, _ = unpack(constants, k)
@@ -28,11 +28,11 @@ def naive_weights(rewards: torch.Tensor, constants, preset: str, dynamic: bool, 
         cv = std / ((mean - reward_min + delta).abs() + delta)
     else:
         cv = std / ((mean - reward_min).abs() + official_eps)
-    if not dynamic:
-        weights = torch.ones(k, dtype=torch.float64)
+    ones = torch.ones(k, dtype=torch.float64)
+    if not dynamic or cv.amax() == cv.amin():  # equal CVs: the dynamic=false weights, exactly
+        weights = ones
     elif preset == "paper":
-        share = torch.full((k,), 1.0 / k, dtype=torch.float64) if cv.sum() < delta else cv / cv.sum()
-        weights = share * k if gdpo else share
+        weights = ones if cv.sum() < delta else cv / cv.sum() * k
     else:
         weights = k * cv / (cv.sum() + official_eps)
     return weights, cv, mean, std
@@ -64,7 +64,7 @@ def naive_grpo(rewards, group_ids, response_mask, constants, preset, dynamic, no
     summary (5, K): weights, cv, mean, std, batch_cv = cv)."""
     rewards = rewards.double().cpu()
     _, epsilon, _, _, _, _, alpha = unpack(constants, rewards.shape[1])
-    weights, cv, mean, std = naive_weights(rewards, constants, preset, dynamic, gdpo=False)
+    weights, cv, mean, std = naive_weights(rewards, constants, preset, dynamic)
     summed = (rewards * (weights * alpha)).sum(1, keepdim=True)
     z = naive_group_zscores(summed, group_ids.cpu(), epsilon, norm_by_std)[:, 0]
     return _advantages(z, response_mask.cpu()), torch.stack([weights, cv, mean, std, cv])
@@ -75,7 +75,7 @@ def naive_gdpo(rewards, group_ids, response_mask, constants, preset, dynamic, no
     M < 2 tokens: ValueError."""
     rewards = rewards.double().cpu()
     _, epsilon, _, whiten_eps, _, _, alpha = unpack(constants, rewards.shape[1])
-    weights, cv, mean, std = naive_weights(rewards, constants, preset, dynamic, gdpo=True)
+    weights, cv, mean, std = naive_weights(rewards, constants, preset, dynamic)
     z = naive_group_zscores(rewards, group_ids.cpu(), epsilon, norm_by_std)
     scores = (z * (weights * alpha)).sum(1)
     tokens = response_mask.cpu().double().sum(1)

@@ -20,8 +20,8 @@ import triton
 import triton.language as tl
 
 from .common import (
-    BATCH_CV_ROW, CV_ROW, DELTA, EPSILON, FIRST_BAD, HISTORY_DECAY, MEAN_ROW, OFFICIAL_EPS, REWARD_MIN_ROW, SCALARS,
-    STATIC_WEIGHT_ROW, STD_ROW, WEIGHTS_ROW,
+    BATCH_CV_ROW, BELOW_MIN_KEY, BELOW_MIN_VALUE, CV_ROW, DELTA, EPSILON, FIRST_BAD, HISTORY_DECAY, MEAN_ROW,
+    OFFICIAL_EPS, OWNS_A_GROUP, UNSORTED, REWARD_MIN_ROW, SCALARS, STATIC_WEIGHT_ROW, STD_ROW, WEIGHTS_ROW,
 )
 
 
@@ -103,10 +103,10 @@ def coefficient_of_variation(count, mean, m2, high, low, consts_ptr, K, PAPER: t
 
 
 @triton.jit
-def saw_weights(cv, consts_ptr, K, PAPER: tl.constexpr, DYNAMIC: tl.constexpr, GDPO: tl.constexpr,
-                BLOCK_K: tl.constexpr):
+def saw_weights(cv, consts_ptr, K, PAPER: tl.constexpr, DYNAMIC: tl.constexpr, BLOCK_K: tl.constexpr):
     """docs/spec.md Step 1, the weights: cv (BLOCK_K,) float64 -> (weights, coef = weight * alpha) (BLOCK_K,)
-    float64, 0 past K. Float64 reference: naive.naive_weights."""
+    float64, 0 past K. They sum to K in both modes; CVs all equal give exactly 1 each (the dynamic=false weights).
+    Float64 reference: naive.naive_weights."""
     keys = tl.arange(0, BLOCK_K)
     live = keys < K
     delta = tl.load(consts_ptr + DELTA)
@@ -115,11 +115,13 @@ def saw_weights(cv, consts_ptr, K, PAPER: tl.constexpr, DYNAMIC: tl.constexpr, G
     ones = tl.where(live, 1.0, 0.0).to(tl.float64)
     if not DYNAMIC:
         weights = ones
-    elif PAPER:
-        share = tl.where(cv_sum < delta, ones / K, cv / tl.maximum(cv_sum, delta))
-        weights = share * K if GDPO else share
     else:
-        weights = K * cv / (cv_sum + tl.load(consts_ptr + OFFICIAL_EPS))
+        if PAPER:
+            weights = tl.where(cv_sum < delta, ones, (cv / tl.maximum(cv_sum, delta)) * K)
+        else:
+            weights = K * cv / (cv_sum + tl.load(consts_ptr + OFFICIAL_EPS))
+        all_equal = tl.max(tl.where(live, cv, float("-inf")), 0) == tl.min(tl.where(live, cv, float("inf")), 0)
+        weights = tl.where(all_equal, ones, weights)
     return weights, weights * alpha
 
 
@@ -159,10 +161,11 @@ def store_row(out_ptr, row, K, values, BLOCK_K: tl.constexpr):
 
 @triton.jit
 def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, pool_ptr, pool_out_ptr, N, K,
-          PAPER: tl.constexpr, DYNAMIC: tl.constexpr, GDPO: tl.constexpr, HISTORY: tl.constexpr,
-          CHUNK: tl.constexpr, BLOCK_K: tl.constexpr):
+          PAPER: tl.constexpr, DYNAMIC: tl.constexpr, HISTORY: tl.constexpr, CHUNK: tl.constexpr,
+          BLOCK_K: tl.constexpr):
     """docs/spec.md Step 1 in every statistics program (the same bits in each); program 0 stores the summary, the
-    first non-finite reward and (HISTORY) the new pool at pool_out_ptr. HISTORY: the CVs and weights are the pool's
+    first non-finite reward, the first key below its reward_min (status words) and (HISTORY) the new pool at
+    pool_out_ptr. HISTORY: the CVs and weights are the pool's
     at pool_ptr with this batch merged in. Returns coef = weight * alpha (BLOCK_K,) float64."""
     count, mean, m2, high, low, first_bad = batch_statistics(rewards_ptr, stride_n, stride_k, N, K, CHUNK, BLOCK_K)
     batch_cv, std = coefficient_of_variation(count, mean, m2, high, low, consts_ptr, K, PAPER, BLOCK_K)
@@ -173,7 +176,7 @@ def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, 
                                          BLOCK_K)
     else:
         cv = batch_cv
-    weights, coef = saw_weights(cv, consts_ptr, K, PAPER, DYNAMIC, GDPO, BLOCK_K)
+    weights, coef = saw_weights(cv, consts_ptr, K, PAPER, DYNAMIC, BLOCK_K)
     if tl.program_id(0) == 0:
         store_row(summary_ptr, WEIGHTS_ROW, K, weights, BLOCK_K)
         store_row(summary_ptr, CV_ROW, K, cv, BLOCK_K)
@@ -187,6 +190,11 @@ def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, 
             store_row(pool_out_ptr, 3, K, pool_low, BLOCK_K)
             store_row(pool_out_ptr, 4, K, pool_high, BLOCK_K)
         tl.store(status_ptr + FIRST_BAD, first_bad.to(tl.float64))
+        keys = tl.arange(0, BLOCK_K)
+        reward_min = tl.load(consts_ptr + SCALARS + REWARD_MIN_ROW * K + keys, mask=keys < K, other=0)
+        below = tl.min(tl.where((keys < K) & (low < reward_min), keys, K), 0)
+        tl.store(status_ptr + BELOW_MIN_KEY, below.to(tl.float64))
+        tl.store(status_ptr + BELOW_MIN_VALUE, tl.min(tl.where(keys == below, low, float("inf")), 0))
     return coef
 
 
@@ -246,7 +254,8 @@ def group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_pt
     """docs/spec.md Step 2a / 2b within groups, for the runs this program owns (those starting in its block of
     BLOCK sorted positions). GRPO: out (N,) float32 = z(R); GDPO: out (N,) float64 = S = sum_k coef_k z(r_k).
     Conventions: a run of one row gives x / (1 + eps), a constant run (max == min) exactly 0, NORM_BY_STD False
-    drops the division by (std + eps). Returns 1 where the ids it read descend, else 0.
+    drops the division by (std + eps). Returns the status bits UNSORTED (the ids it read descend) and OWNS_A_GROUP
+    (a run of 2 or more rows starts in its block).
 
     Pass 1 scans the owned positions in steps of CHUNK (a segmented Chan scan, the open run carried from one step
     to the next) and stores each run's (mean, divisor) per column at the run's first position; pass 2 reads them
@@ -266,6 +275,7 @@ def group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_pt
     low = tl.full((C,), float("inf"), tl.float64)
     first_before = tl.full((), -1, tl.int64)  # where the run open at `start` began; -1: before this block
     descended = 0
+    paired = 0
     open_owned = block_start >= 0
     start = block_start
     while (start < N) & ((start < block_end) | open_owned):
@@ -291,6 +301,7 @@ def group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_pt
         divisor = tl.where((hi == lo) & (n > 1), float("inf"), divisor)
         where = scratch_ptr + (first * 2 * C)[:, None] + columns[None, :]
         keep = tl.broadcast_to((ends & owned)[:, None], x.shape)
+        paired = tl.maximum(paired, tl.max(tl.max(tl.where(keep & (n > 1), 1, 0), 1), 0))
         tl.store(where, tl.where(n == 1, 0, mu), mask=keep)
         tl.store(where + C, divisor, mask=keep)
         count, mean, m2 = last_row(n, is_last), last_row(mu, is_last), last_row(q, is_last)
@@ -320,4 +331,4 @@ def group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_pt
             tl.store(out_ptr + rows, tl.sum(z, 1).to(tl.float32), mask=owned)
         first_before = tl.max(first, 0)
         start += CHUNK
-    return descended
+    return descended * UNSORTED + paired * OWNS_A_GROUP

@@ -15,10 +15,12 @@ from typing import Optional
 import torch
 
 from saw_verl.config import SawConfig
-from saw_verl.errors import SawInputError
+from saw_verl.errors import SawInputError, mask_not_binary_error, single_rollout_groups_error
 from saw_verl.history import SawHistory
+from saw_verl.kernel_check import kernels_verified
 from saw_verl.result import SawResult
 from saw_verl.torch_backend import torch_saw_advantages
+from saw_verl.weights import reward_minimums, warn_rewards_below_min
 
 BACKEND_ENV = "SAW_VERL_BACKEND"
 BACKENDS = ("torch", "triton")
@@ -74,12 +76,41 @@ def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: 
         raise SawInputError(f"SAW inputs must be on one device; got {listed}")
 
 
+def input_value_summary(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """The values the tensor API checks, on the inputs' device without a host read -> (2 + K,) float64: 1 where some
+    mask value is neither 0 nor 1, 1 where every group has one rollout, then each key's smallest reward.
+    Read it once, then check_input_values."""
+    mask = response_mask
+    not_binary = torch.zeros((), dtype=torch.bool, device=mask.device)
+    if mask.dtype != torch.bool and mask.numel():  # one pass, no (N, L) temporary
+        low, high = torch.aminmax(mask)
+        not_binary = (low < 0) | (high > 1)
+        if mask.dtype.is_floating_point:  # within [0, 1] the sum counts the nonzeros only if each is 1
+            not_binary = not_binary | (torch.count_nonzero(mask) != mask.sum(dtype=torch.float64))
+    ordered = torch.sort(group_ids).values
+    singletons = ~(ordered[1:] == ordered[:-1]).any()
+    return torch.cat([torch.stack([not_binary, singletons]).to(torch.float64), reward_minimums(rewards.double())])
+
+
+def check_input_values(summary: list[float], response_mask: torch.Tensor, cfg: SawConfig) -> None:
+    """summary: input_value_summary, read. SawInputError for a mask value other than 0 / 1 (naming row and token) or
+    groups all of one rollout; the one-time warning for rewards below reward_min (saw_verl.weights)."""
+    if summary[0]:
+        raise mask_not_binary_error(response_mask)
+    if summary[1]:
+        raise single_rollout_groups_error(response_mask.shape[0])
+    warn_rewards_below_min(summary[2:], cfg)
+
+
 def resolve_backend(device: torch.device, requested: Optional[str] = None) -> str:
     """The backend for tensors on `device`: `requested`, else SAW_VERL_BACKEND, else triton for CUDA tensors
-    when triton is installed (the `triton` extra) and torch otherwise."""
+    when triton is installed (the `triton` extra) and these kernel sources passed the GPU check
+    (saw_verl.kernel_check; otherwise one WARNING says why), and torch otherwise."""
     choice = requested or os.environ.get(BACKEND_ENV)
     if choice is None:
-        return "triton" if device.type == "cuda" and importlib.util.find_spec("triton") is not None else "torch"
+        if device.type != "cuda" or importlib.util.find_spec("triton") is None:
+            return "torch"
+        return "triton" if kernels_verified() else "torch"
     if choice not in BACKENDS:
         raise SawInputError(f"{BACKEND_ENV}={choice!r}: expected one of {BACKENDS}")
     if choice == "triton" and importlib.util.find_spec("triton") is None:

@@ -20,35 +20,52 @@ from saw_verl.weights import POOL_ROWS, empty_pool
 
 class SawHistory:
     """The history pool of one run. `pool` (5, K) float64 (rows: saw_verl.weights.POOL_ROWS) is None before the
-    first step; `steps` counts the steps merged. Bound to the reward keys of its first step."""
+    first step; `steps` counts the steps merged. Bound to the reward keys, mode and history_decay of its first
+    step (mode and decay: None in a state saved before they were recorded)."""
 
     def __init__(self):
         self.reward_keys: Optional[tuple[str, ...]] = None
+        self.mode: Optional[str] = None
+        self.history_decay: Optional[float] = None
         self.pool: Optional[torch.Tensor] = None
         self.steps = 0
+
+    def check_same_run(self, cfg: SawConfig) -> None:
+        """SawInputError naming what differs when cfg's reward keys, mode or history_decay are not those of the
+        steps this history holds (a SawHistory reused across runs or estimators)."""
+        if self.reward_keys is None:
+            return
+        decay = cfg.option("history_decay")
+        held = {"reward keys": list(self.reward_keys), "mode": self.mode, decay: self.history_decay}
+        given = {"reward keys": list(cfg.reward_keys), "mode": cfg.mode, decay: cfg.history_decay}
+        differing = [name for name, value in held.items() if value is not None and value != given[name]]
+        if differing:
+            raise SawInputError(
+                "this SawHistory holds " + ", ".join(f"{name} {held[name]!r}" for name in differing) + ", but the step "
+                "has " + ", ".join(f"{name} {given[name]!r}" for name in differing) + ": use one SawHistory per run "
+                "(and per estimator, set of reward keys and decay)"
+            )
 
     def pool_for(self, cfg: SawConfig, device) -> torch.Tensor:
         """The pool to merge this step's rewards into, on `device` (empty before the first step).
 
-        Raises SawInputError if the keys differ from the ones this history was built with."""
-        if self.reward_keys is not None and self.reward_keys != cfg.reward_keys:
-            raise SawInputError(
-                f"this SawHistory holds reward keys {list(self.reward_keys)}, but the step has "
-                f"{list(cfg.reward_keys)}: use one SawHistory per run (and per set of reward keys)"
-            )
+        Raises SawInputError if the keys, mode or decay differ from the ones this history was built with."""
+        self.check_same_run(cfg)
         if self.pool is None:
             return empty_pool(cfg.num_keys, device)
         return self.pool.to(device)
 
     def commit(self, cfg: SawConfig, pool: torch.Tensor) -> None:
         """Take `pool` (5, K), the pool with this step merged in, once the step's result is final."""
-        self.reward_keys, self.pool, self.steps = cfg.reward_keys, pool, self.steps + 1
+        self.reward_keys, self.mode, self.history_decay = cfg.reward_keys, cfg.mode, cfg.history_decay
+        self.pool, self.steps = pool, self.steps + 1
 
     def state_dict(self) -> dict:
         """Plain Python (JSON-serialisable, with inf / NaN as Python floats) for a trainer's checkpoint."""
         pool = None if self.pool is None else self.pool.cpu().tolist()
         keys = None if self.reward_keys is None else list(self.reward_keys)
-        return {"reward_keys": keys, "pool": pool, "steps": self.steps}
+        return {"reward_keys": keys, "mode": self.mode, "history_decay": self.history_decay, "pool": pool,
+                "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what state_dict() returned; SawInputError if it is not that."""
@@ -61,6 +78,7 @@ class SawHistory:
             raise SawInputError(f"SawHistory state: pool of shape {None if pool is None else tuple(pool.shape)} "
                                 f"for reward keys {keys}; expected ({len(POOL_ROWS)}, K)")
         self.reward_keys = None if keys is None else tuple(keys)
+        self.mode, self.history_decay = state.get("mode"), state.get("history_decay")
         self.pool, self.steps = pool, steps
 
     def __repr__(self) -> str:

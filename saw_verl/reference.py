@@ -60,13 +60,12 @@ def reference_weights(rewards: torch.Tensor, cfg: SawConfig, past=()):
         mu, std = _weighted_mean_std([(x - shift, w) for x, w in col])
         denominator_eps = cfg.delta if cfg.preset == "paper" else OFFICIAL_EPS
         cv.append(std / (abs(mu) + denominator_eps) if std > 0 else 0.0)
-    if not cfg.dynamic:
+    if not cfg.dynamic or max(cv) == min(cv):  # equal CVs: the dynamic=false weights, exactly
         weights = [1.0] * k
     elif cfg.preset == "official":
         weights = [k * c / (sum(cv) + OFFICIAL_EPS) for c in cv]
-    else:
-        share = [1.0 / k] * k if sum(cv) < cfg.delta else [c / sum(cv) for c in cv]
-        weights = [s * (k if cfg.mode == "gdpo" else 1) for s in share]
+    else:  # the paper's shares CV_k / sum CV, times K: the budget of the equal weights
+        weights = [1.0] * k if sum(cv) < cfg.delta else [c / sum(cv) * k for c in cv]
     return weights, cv, raw_mean, raw_std
 
 

@@ -3,7 +3,8 @@
 No Python loop over rows, groups or keys: group ids of any int64 values are ranked by one sort (O(N)
 memory, whatever the values; skipped on the CPU for ids known dense), per-row and per-group statistics
 in float64 (O(N K)), then passes over the (N, L) mask that write the float32 advantages. One host read per call: finiteness of
-the rewards and (GDPO) the token total M, taken together before the result is returned.
+the rewards, (GDPO) the token total M and the tensor API's value checks (saw_verl.advantages.input_value_summary),
+taken together before the result is returned.
 """
 
 from __future__ import annotations
@@ -82,18 +83,23 @@ def torch_saw_advantages(
     # are exact for 0/1 masks under 2^24 tokens a row).
     advantages = torch.empty(response_mask.shape, dtype=torch.float32, device=response_mask.device)
     advantages.copy_(response_mask)
+    from saw_verl.advantages import check_input_values, input_value_summary  # the tensor API's value checks
+
+    summary = input_value_summary(rewards, group_ids, response_mask)
     if cfg.mode == "grpo":
         row_value = group_zscore((rewards @ coef)[:, None], ranks, rows, cfg)[:, 0]
-        all_finite, total = finite.all().item(), None
+        read = torch.cat([finite.all().to(torch.float64)[None], summary]).tolist()  # the one host read
+        all_finite, total, checked = read[0], None, read[1:]
     else:
         tokens = advantages.sum(dim=1).to(torch.float64)
-        total = tokens.sum()
-        all_finite, total = torch.stack([finite.all().to(torch.float64), total]).tolist()  # the one host read
+        read = torch.cat([torch.stack([finite.all().to(torch.float64), tokens.sum()]), summary]).tolist()
+        all_finite, total, checked = read[0], read[1], read[2:]
         if all_finite and total >= 2:
             row_value = whiten_rows(group_zscore(rewards, ranks, rows, cfg) @ coef, tokens, total)
     if not all_finite:
         row, key = (~finite).nonzero()[0].tolist()
         raise non_finite_error(rewards, cfg.reward_keys, row, key)
+    check_input_values(checked, response_mask, cfg)
     if total is not None and total < 2:
         raise too_few_tokens_error(total)
     # + 0.0 turns the -0.0 of a masked token times a negative value into +0.0 (docs/spec.md, "Conventions")

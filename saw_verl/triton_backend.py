@@ -3,9 +3,10 @@
 Per call on a GPU: LAUNCHES Triton kernels, plus torch.sort of the group ids unless the caller says they are
 non-decreasing (counted by tests/test_kernels.py on this code path); two allocations (the advantages and one
 workspace), no zero-fill, no host-to-device copy (the constants live on the device, one tensor per configuration
-and device), and ONE host sync: the read of the status words, which raises SawInputError (naming key and row,
-or M) before the advantages are returned. Ids said to be sorted are checked on the device: where they descend,
-the call runs again with the sort (a second read), so a wrong hint costs time, never a wrong result.
+and device), and ONE host sync: the read of the status words, which raises SawInputError (naming key and row, M,
+groups all of one rollout) and warns of rewards below reward_min before the
+advantages are returned. Ids said to be sorted are checked on the device: where they descend, the call runs again
+with the sort (a second read), so a wrong hint costs time, never a wrong result.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Optional
 
 import torch
 
+from saw_verl.advantages import check_input_values
 from saw_verl.config import OFFICIAL_EPS, WHITEN_EPS, SawConfig
 from saw_verl.errors import non_finite_error, too_few_tokens_error
 from saw_verl.result import SawResult
@@ -63,11 +65,15 @@ def triton_saw_advantages(
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         advantages, summary, status = estimator(*arguments, ids_sorted, pool, pool_out)
         read = status.tolist()  # the one host sync
-        if ids_sorted and any(read[kernels.UNSORTED_AT:]):  # the ids descend somewhere: sort them
-            advantages, summary, status = estimator(*arguments, False, pool, pool_out)
+        if ids_sorted and any(int(word) & kernels.UNSORTED.value for word in read[kernels.UNSORTED_AT:]):
+            advantages, summary, status = estimator(*arguments, False, pool, pool_out)  # the ids descend: sort them
             read = status.tolist()
     if read[kernels.FIRST_BAD] < n * k:
         raise non_finite_error(rewards, cfg.reward_keys, *divmod(int(read[kernels.FIRST_BAD]), k))
+    single_rollout_groups = not any(int(word) & kernels.OWNS_A_GROUP.value for word in read[kernels.UNSORTED_AT:])
+    minimums = [read[kernels.BELOW_MIN_VALUE] if key == read[kernels.BELOW_MIN_KEY] else torch.inf for key in range(k)]
+    # the mask's values are not checked here: the streaming write stays free of reductions (the torch path checks them)
+    check_input_values([False, single_rollout_groups, *minimums], response_mask, cfg)
     if gdpo and read[kernels.TOKENS] < 2:
         raise too_few_tokens_error(read[kernels.TOKENS])
     weights, cv, mean, std, batch_cv = summary.unbind(0)

@@ -8,12 +8,14 @@ this batch joins it. Runs on the rewards' device; no host sync.
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple, Optional, Sequence
 
 import torch
 
 from saw_verl.config import OFFICIAL_EPS, SawConfig
 
+logger = logging.getLogger(__name__)
 STATISTICS = ("weight", "cv", "mean", "std")
 POOL_ROWS = ("weight", "mean", "m2", "low", "high")  # a history pool: (5, K) float64, rows in this order
 
@@ -86,15 +88,18 @@ def pool_cv(pool: torch.Tensor, cfg: SawConfig) -> tuple[torch.Tensor, torch.Ten
 
 
 def cv_weights(cv: torch.Tensor, cfg: SawConfig) -> torch.Tensor:
-    """cv (K,) float64 -> the SAW weights w_k of the preset and mode (docs/spec.md Step 1)."""
+    """cv (K,) float64 -> the SAW weights w_k of the preset (docs/spec.md Step 1): they sum to K in both modes, and
+    CVs all equal give exactly 1 each, the dynamic=false weights."""
     k = cv.numel()
+    ones = torch.ones_like(cv)
     if not cfg.dynamic:
-        return torch.ones_like(cv)
-    if cfg.preset == "official":
-        return k * cv / (cv.sum() + OFFICIAL_EPS)
+        return ones
     total = cv.sum()
-    share = torch.where(total < cfg.delta, torch.full_like(cv, 1.0 / k), cv / total.clamp_min(cfg.delta))
-    return share * (k if cfg.mode == "gdpo" else 1)
+    if cfg.preset == "official":
+        weights = k * cv / (total + OFFICIAL_EPS)
+    else:
+        weights = torch.where(total < cfg.delta, ones, k * (cv / total.clamp_min(cfg.delta)))
+    return torch.where(cv.amax() == cv.amin(), ones, weights)
 
 
 def batch_weights(rewards: torch.Tensor, cfg: SawConfig, pool: Optional[torch.Tensor] = None) -> BatchWeights:
@@ -109,6 +114,29 @@ def batch_weights(rewards: torch.Tensor, cfg: SawConfig, pool: Optional[torch.Te
     merged = merge_pool(pool.to(device=batch.device, dtype=torch.float64), batch, cfg.history_decay)
     cv = pool_cv(merged, cfg)[0]
     return BatchWeights(cv_weights(cv, cfg), cv, mean, std, batch_cv, merged)
+
+
+_warned_below_min: set[tuple[str, str, float]] = set()
+
+
+def reward_minimums(rewards: torch.Tensor) -> torch.Tensor:
+    """rewards (N, K) float (NaN = not scored) -> (K,) the smallest scored reward of each key (+inf if none)."""
+    return torch.where(torch.isnan(rewards), torch.inf, rewards).amin(dim=0)
+
+
+def warn_rewards_below_min(minimums: Sequence[float], cfg: SawConfig) -> None:
+    """minimums: K floats, each key's smallest reward this step. One WARNING per process, key and option value for a
+    key whose rewards go below its reward_min m_k: the CV of r - m_k (docs/spec.md, "Shift") then measures no
+    non-negative quantity and the weights lose their meaning."""
+    for key, low, floor in zip(cfg.reward_keys, minimums, cfg.reward_min):
+        seen = (key, cfg.option("reward_min"), floor)
+        if low < floor and seen not in _warned_below_min:
+            _warned_below_min.add(seen)
+            logger.warning(
+                "saw_verl: reward %r reaches %g, below its %s entry %g: SAW's CV assumes r - m >= 0. Set %s to the "
+                "reward's theoretical minimum (warned once)", key, low, cfg.option("reward_min"), floor,
+                cfg.option("reward_min"),
+            )
 
 
 def metric_name(key: str, statistic: str) -> str:

@@ -19,7 +19,7 @@ EXAMPLE_CV = (0.673435, 0.404061)
 EXAMPLE_WEIGHTS = {  # (preset, mode) -> weights
     ("official", "grpo"): (1.25, 0.75),
     ("official", "gdpo"): (1.25, 0.75),
-    ("paper", "grpo"): (0.625, 0.375),
+    ("paper", "grpo"): (1.25, 0.75),
     ("paper", "gdpo"): (1.25, 0.75),
 }
 EXAMPLE_ADVANTAGES = {  # (mode, dynamic) -> per-row advantages (1 token each)
@@ -27,6 +27,21 @@ EXAMPLE_ADVANTAGES = {  # (mode, dynamic) -> per-row advantages (1 token each)
     ("gdpo", True): (-1.301041, 0.487651, 1.083881, -0.270492, -0.294708, 0.884124, -1.473540, 0.884124),
     ("gdpo", False): (-0.999640, 0.663178, 1.217450, -0.880988, -0.273969, 0.821906, -1.369844, 0.821906),
 }
+
+# Equal CVs (docs/spec.md Step 1): each key is a reordering of the same 0/1 column over two groups of four, so
+# every CV is the same number and SAW must give exactly its dynamic=false advantages.
+EQUAL_CV_REWARDS = torch.tensor(
+    [[1, 0, 0, 1, 1, 0, 0, 0], [0, 1, 0, 1, 0, 0, 1, 0], [1, 1, 0, 0, 0, 0, 0, 1]], dtype=torch.float64
+).T.contiguous()
+EQUAL_CV_GROUPS = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+EQUAL_CV_MASK = (torch.arange(5)[None, :] < torch.tensor([5, 3, 4, 1, 2, 5, 5, 3])[:, None]).to(torch.int64)
+
+
+def equal_cv_cases():
+    """(preset, mode, norm_by_std, keys) for every combination, with 2 and 3 reward keys."""
+    return [(preset, mode, norm, keys) for preset in ("paper", "official") for mode in ("grpo", "gdpo")
+            for norm in (True, False) for keys in (2, 3)]
+
 
 # Rewards on a small dyadic grid make ties and constant groups common, and group means exact in fp32.
 REWARD_VALUES = [-3.0, -1.5, -0.25, 0.0, 0.5, 1.0, 2.0, 3.0]
@@ -59,9 +74,8 @@ def saw_batches(draw, max_rows: int = 24, max_len: int = 9, dyadic: bool = False
     num_keys = draw(st.integers(1, 6))
     num_groups = draw(st.integers(1, 6))
     sizes = draw(st.lists(st.integers(1, 6), min_size=num_groups, max_size=num_groups))
+    sizes[0] = max(sizes[0], 2)  # groups all of one rollout are refused (docs/spec.md, "Degenerate inputs")
     group_ids = [g for g, size in enumerate(sizes) for _ in range(size)][:max_rows]
-    if len(group_ids) < 2:
-        group_ids = [0, 0]
     group_ids = draw(st.permutations(group_ids))  # non-contiguous groups
     n = len(group_ids)
     grid = st.sampled_from(REWARD_VALUES if dyadic else REWARD_VALUES + [0.1, 4.2])  # 0.1, 4.2: inexact means

@@ -312,3 +312,10 @@ def test_readme_main_job_leaves_what_the_plot_tool_reads(tmp_path, request):
     assert (tmp_path / "weights.png").stat().st_size
     run_files = [workdir / "runs" / f"{method}_seed0" / "verl_metrics.jsonl" for method in ("gdpo", "saw_gdpo")]
     assert [label for label, _ in plot.labelled_runs(run_files)] == ["gdpo seed 0", "saw_gdpo seed 0"]
+
+
+def test_readme_says_which_verl_options_need_a_plus_on_the_cli():
+    """gdpo_reward_keys / gdpo_reward_weights and algorithm.saw.* are not in verl's YAML: hydra needs `+`."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| verl (`algorithm."))
+    assert "`+` on the CLI for `gdpo_reward_*` and `saw.*`" in header

@@ -28,7 +28,7 @@ import pytest
 
 from cpu_harness.assets import build_tiny_model
 from cpu_harness.launcher import run_main_ppo
-from cpu_harness.smoke_task import write_smoke_data
+from cpu_harness.smoke_task import REWARD_MIN, write_smoke_data
 from recipes.common import repeat
 from saw_verl.integrations.verl.checkpoints import HISTORY_FILE
 
@@ -47,11 +47,14 @@ def smoke_assets(tmp_path_factory):
     return {"model": build_tiny_model(root / "model"), "train": train, "val": val}
 
 
-def smoke_overrides(assets, use_v1: bool, run_dir: Path, estimator: str = "saw_gdpo") -> list[str]:
+def smoke_overrides(assets, use_v1: bool, run_dir: Path, estimator: str = "saw_gdpo", keys=SMOKE_KEYS,
+                    reward_min=REWARD_MIN) -> list[str]:
+    """The smoke job's overrides; reward_min (None: not set, as for the rivals, which take no SAW option)."""
     return [
         f"trainer.use_v1={use_v1}",
         f"algorithm.adv_estimator={estimator}",
-        f"+algorithm.gdpo_reward_keys=[{','.join(SMOKE_KEYS)}]",
+        f"+algorithm.gdpo_reward_keys=[{','.join(keys)}]",
+        *([] if reward_min is None else [f"+algorithm.saw.reward_min=[{','.join(map(str, reward_min))}]"]),
         f"data.train_files={assets['train']}", f"data.val_files={assets['val']}",
         "data.train_batch_size=4", "data.max_prompt_length=32", "data.max_response_length=8",
         f"actor_rollout_ref.model.path={assets['model']}",
@@ -145,8 +148,8 @@ def test_resumed_run_goes_on_with_the_saw_history_pool(smoke_assets, use_v1, tmp
     logs = {}
     for name, resume in runs.items():
         run_dir = tmp_path / name
-        overrides = smoke_overrides(smoke_assets, use_v1, run_dir) + [
-            f"+algorithm.gdpo_reward_keys=[{','.join(PROMPT_KEYS)}]", "+algorithm.saw.history_decay=0.5",
+        overrides = smoke_overrides(smoke_assets, use_v1, run_dir, keys=PROMPT_KEYS, reward_min=None) + [
+            "+algorithm.saw.history_decay=0.5",
             f"reward.custom_reward_function.path={PROMPT_REWARDS}", "trainer.save_freq=1", *resume,
         ]
         logs[name] = require_success(run_main_ppo(overrides, run_dir / "train.log", RUN_TIMEOUT_S,
@@ -174,8 +177,8 @@ def test_resumed_run_goes_on_with_the_saw_history_pool(smoke_assets, use_v1, tmp
 )
 def test_rival_trains_two_steps_on_cpu(smoke_assets, estimator, prefix, use_v1, tmp_path):
     """Each rival of the registry (docs/estimators.md) trains 2 steps; its per-key metrics reach verl's loggers."""
-    result = run_main_ppo(smoke_overrides(smoke_assets, use_v1, tmp_path, estimator), tmp_path / "train.log",
-                          RUN_TIMEOUT_S, env=file_logger_env(tmp_path), cwd=tmp_path)
+    result = run_main_ppo(smoke_overrides(smoke_assets, use_v1, tmp_path, estimator, reward_min=None),
+                          tmp_path / "train.log", RUN_TIMEOUT_S, env=file_logger_env(tmp_path), cwd=tmp_path)
     log = require_success(result)
     metrics = repeat.step_metrics(tmp_path)
     assert sorted(metrics) == [1, 2]
@@ -187,6 +190,8 @@ def test_rival_trains_two_steps_on_cpu(smoke_assets, estimator, prefix, use_v1, 
         assert math.isfinite(console_value(log, step, "critic/advantages/max"))
     if estimator == "gd2po":
         assert all(0 <= data["gd2po/keep_ratio"] <= 1 for data in metrics.values())
+
+
 def _unordered(rollouts: list[dict]) -> list[str]:
     """A step's rollouts as a sorted list, each without its uid (a uuid4 verl draws anew every run)."""
     return sorted(json.dumps({k: v for k, v in row.items() if k != "uid"}, sort_keys=True) for row in rollouts)
@@ -209,22 +214,37 @@ def test_v1_trainer_repeats_but_for_its_batch_order(smoke_runs):
             assert metrics_again[step][key] == pytest.approx(metrics[step][key], rel=5e-3, abs=1e-6), (step, key)
 
 
+@pytest.mark.parametrize("mistake,named", [
+    ("+algorithm.saw.preset=offical", r"unknown algorithm\.saw\.preset 'offical'"),
+    ("+algorithm.saw.reward_min=[0,0]", r"algorithm\.saw\.reward_min has 2 entries but there are 3 reward keys"),
+])
+def test_a_saw_option_error_stops_main_ppo_before_ray_starts(smoke_assets, tmp_path, mistake, named):
+    """The real main_ppo: verl's driver validates its config before ray.init; the SAW options fail there too
+    (saw_verl's shim wraps validate_config), not at the first advantage after the workers and a rollout."""
+    result = run_main_ppo([*smoke_overrides(smoke_assets, True, tmp_path, reward_min=None), mistake],
+                          tmp_path / "train.log", RUN_TIMEOUT_S, env=file_logger_env(tmp_path), cwd=tmp_path)
+    log = result.log
+    assert result.returncode != 0, log[-3000:]
+    assert re.search(rf"SawInputError: {named}", log), log[-3000:]
+    assert "ray init kwargs" not in log and "Started a local Ray instance" not in log, log[-3000:]
+
+
 def _load_recipe_module(name: str):
     return importlib.import_module(f"recipes.cpu_demo.{name}")
 
 
 def test_cpu_demo_config_composes_with_hydra():
     from hydra import compose, initialize_config_dir
-    from verl.utils.config import omega_conf_to_dataclass
 
-    from saw_verl.integrations.verl.config import SawAlgoConfig
+    from saw_verl.integrations.verl.config import validate_run
+    from saw_verl.registry import REGISTRY
 
     experiment = _load_recipe_module("experiment")
     overrides = experiment.run_overrides(Path("/tmp/w"), "gdpo", seed=3, steps=7)
     with initialize_config_dir(str(RECIPE_DIR / "config"), version_base=None):
         config = compose("cpu_demo", overrides=overrides)
-    algorithm = omega_conf_to_dataclass(config.algorithm)
-    assert isinstance(algorithm, SawAlgoConfig)
+    validate_run(config, REGISTRY["saw_gdpo"])
+    algorithm = config.algorithm
     assert (algorithm.adv_estimator, algorithm.saw["dynamic"]) == ("saw_gdpo", False)
     assert list(algorithm.gdpo_reward_keys) == list(_load_recipe_module("reward").REWARD_KEYS)
     assert config.trainer.total_training_steps == 7 and config.data.seed == 3

@@ -97,11 +97,9 @@ def test_triton_forced_on_cpu_without_interpreter_is_refused(monkeypatch):
         saw_advantages(*good_batch(), SawConfig(KEYS))
 
 
-def test_cuda_tensors_take_triton_when_installed_and_torch_otherwise(monkeypatch):
+def test_cuda_tensors_take_torch_without_triton_or_when_told(monkeypatch):
     monkeypatch.delenv("SAW_VERL_BACKEND", raising=False)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    installed = importlib.util.find_spec("triton") is not None
-    assert resolve_backend(cuda) == ("triton" if installed else "torch")
     assert resolve_backend(cpu) == "torch"
     monkeypatch.setenv("SAW_VERL_BACKEND", "torch")
     assert resolve_backend(cuda) == "torch"
@@ -163,3 +161,36 @@ def test_history_decay_out_of_range_names_the_option(decay):
     names = {"history_decay": "algorithm.saw.history_decay"}
     with pytest.raises(SawInputError, match=r"algorithm.saw.history_decay must be a number in \[0, 1\), got"):
         SawConfig(reward_keys=KEYS, history_decay=decay, option_names=names)
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_a_mask_with_values_other_than_0_and_1_is_refused_naming_row_and_token(mode):
+    """A weighting mask would scale the advantages (and GDPO's token counts): refused, not applied silently."""
+    rewards, groups, mask = good_batch()
+    mask = mask.float()
+    mask[2, 1] = 0.5
+    with pytest.raises(SawInputError, match=r"response_mask must hold 0 and 1 only .* it holds 0.5 at row 2, token 1"):
+        saw_advantages(rewards, groups, mask, SawConfig(KEYS, mode=mode))
+    assert saw_advantages(rewards, groups, mask != 0, SawConfig(KEYS, mode=mode)).advantages.shape == (4, 3)
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_groups_all_of_one_rollout_are_refused(mode):
+    rewards, _, mask = good_batch()
+    with pytest.raises(SawInputError, match=r"group_ids: every group has one rollout \(4 rollouts, 4 distinct ids\)"):
+        saw_advantages(rewards, torch.tensor([7, -2, 5, 0]), mask, SawConfig(KEYS, mode=mode))
+    saw_advantages(rewards, torch.tensor([7, -2, 5, 5]), mask, SawConfig(KEYS, mode=mode))  # one pair is enough
+
+
+def test_rewards_below_reward_min_warn_once_naming_key_minimum_and_option(caplog):
+    """docs/spec.md "Shift": the CV is that of r - m_k >= 0; a reward below m_k is named once per key."""
+    rewards, groups, mask = good_batch()
+    rewards[1, 0] = -0.25
+    cfg = SawConfig(KEYS, option_names={"reward_min": "algorithm.saw.reward_min"})
+    with caplog.at_level("WARNING", logger="saw_verl.weights"):
+        for _ in range(3):
+            saw_advantages(rewards, groups, mask, cfg)
+        saw_advantages(rewards, groups, mask, SawConfig(KEYS, reward_min=(-1.0, 0.0)))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said
+    assert "reward 'format' reaches -0.25, below its algorithm.saw.reward_min entry 0" in said[0]

@@ -3,6 +3,7 @@ against the float64 reference on random sequences of batches, bit-identity at de
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -114,8 +115,26 @@ def test_history_is_bound_to_its_keys_and_untouched_by_a_failed_step():
         saw_advantages(bad, groups, mask, cfg, history=history)
     assert history.steps == 1 and torch.equal(history.pool, before)
     with pytest.raises(SawInputError, match=r"this SawHistory holds reward keys \['format', 'correct'\], but the "
-                                            r"step has \['format', 'length'\]"):
+                                            r"step has reward keys \['format', 'length'\]"):
         saw_advantages(rewards, groups, mask, SawConfig(("format", "length"), history_decay=0.9), history=history)
+
+
+@pytest.mark.parametrize("change,named", [
+    ({"mode": "grpo"}, r"mode 'gdpo', but the step has mode 'grpo'"),
+    ({"history_decay": 0.5}, r"history_decay 0.9, but the step has history_decay 0.5"),
+])
+def test_a_history_reused_with_another_mode_or_decay_is_refused_naming_it(change, named):
+    """A SawHistory holds one run's steps: another estimator or decay would mix pools of different weightings."""
+    cfg, history = history_config(0.9), SawHistory()
+    rewards, groups, mask = HISTORY_STEPS[1], torch.tensor([0, 0, 1, 1]), torch.ones(4, 2)
+    saw_advantages(rewards, groups, mask, cfg, history=history)
+    other = dataclasses.replace(cfg, **change)
+    with pytest.raises(SawInputError, match=rf"this SawHistory holds {named}: use one SawHistory per run"):
+        saw_advantages(rewards, groups, mask, other, history=history)
+    resumed = SawHistory()
+    resumed.load_state_dict(json.loads(json.dumps(history.state_dict())))
+    with pytest.raises(SawInputError, match=named):
+        saw_advantages(rewards, groups, mask, other, history=resumed)
 
 
 def test_state_dict_resumes_the_run_exactly():

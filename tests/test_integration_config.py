@@ -11,8 +11,11 @@ from omegaconf import OmegaConf
 import saw_verl.integrations.verl.plugin  # noqa: F401  (what verl's entry point loads)
 from saw_verl import SawConfig, SawInputError
 from saw_verl.reference import reference_saw_advantages
+from saw_verl.registry import REGISTRY
 from saw_verl.integrations.verl import config as saw_config
-from saw_verl.integrations.verl.config import SawAlgoConfig, saw_config_from_algorithm
+from saw_verl.integrations.verl.config import (
+    SawAlgoConfig, check_trl_for_verl, saw_config_from_algorithm, validate_run,
+)
 from spec_cases import EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN
 from spec_cases import EXAMPLE_REWARDS
 from verl_batches import example_batch, example_config
@@ -115,3 +118,20 @@ def test_bad_input_raises_before_anything_is_written(estimator, mutate, message)
     with pytest.raises(SawInputError, match=message):
         ray_trainer.compute_advantage(data, estimator, config=config)
     assert "advantages" not in data.batch.keys() and "returns" not in data.batch.keys()
+
+
+@pytest.mark.parametrize("version,refused", [(None, False), ("1.12.0", False), ("0.27.0", False), ("1.13.0", True),
+                                             ("1.16.2", True), ("2.0.0rc1", True)])
+def test_a_trl_that_verl_cannot_start_workers_next_to_is_refused(version, refused):
+    """verl 0.9.1 imports trl's AutoModelForCausalLMWithValueHead whenever trl is importable; trl 1.13 removed it."""
+    if not refused:
+        check_trl_for_verl(version)
+        return
+    with pytest.raises(SawInputError, match=rf"trl {version} is installed next to verl: .* pip install 'trl<1.13'"):
+        check_trl_for_verl(version)
+
+
+def test_rollout_n_of_one_is_refused_before_ray():
+    config = OmegaConf.create({"algorithm": algo_node(), "actor_rollout_ref": {"rollout": {"n": 1}}})
+    with pytest.raises(SawInputError, match=r"actor_rollout_ref.rollout.n=1: saw_gdpo .* set actor_rollout_ref"):
+        validate_run(config, REGISTRY["saw_gdpo"])

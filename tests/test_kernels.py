@@ -23,8 +23,9 @@ from saw_verl.kernels import common, constants_vector, gdpo_advantages, grpo_adv
 from saw_verl.reference import reference_saw_advantages
 from saw_verl.triton_backend import HOST_SYNCS, LAUNCHES
 from spec_cases import (
-    EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK, EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, HISTORY_DECAYS,
-    assert_close, history_step_config, history_steps, saw_batches, scaled_tolerance,
+    EQUAL_CV_GROUPS, EQUAL_CV_MASK, EQUAL_CV_REWARDS, EXAMPLE_ADVANTAGES, EXAMPLE_GROUPS, EXAMPLE_KEYS, EXAMPLE_MASK,
+    EXAMPLE_REWARD_MIN, EXAMPLE_REWARDS, HISTORY_DECAYS,
+    assert_close, equal_cv_cases, history_step_config, history_steps, saw_batches, scaled_tolerance,
 )
 
 pytestmark = pytest.mark.interpreter
@@ -78,7 +79,7 @@ def awkward_batch(case: str, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     sizes, keys, length = {
         "L63-groups-7-7-1": ([7, 7, 1], 3, 63),
-        "singletons": ([1, 1, 1, 1, 1], 2, 9),
+        "singletons": ([1, 1, 1, 1, 2], 2, 9),  # one pair: groups all of one rollout are refused
         "group-of-70": ([70, 2], 2, 5),
         "L2100": ([3, 2], 4, 2100),  # two write tiles a row, L not a multiple of 8
         "K1": ([4, 3], 1, 17),
@@ -270,6 +271,35 @@ def test_non_finite_reward_is_refused_naming_key_and_row(bad, row, key, mode):
     rewards[row + 1:, key] = float("nan")  # later bad rows: the first one is named
     with pytest.raises(SawInputError, match=rf"reward '{KEYS3[key]}' is {bad} at row {row}: rewards must be finite"):
         triton(rewards, group_ids, mask, SawConfig(KEYS3, mode=mode))
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_the_status_words_refuse_single_rollout_groups_and_warn_below_reward_min(mode, caplog):
+    """The tensor API's value checks, from the kernels' one status read (docs/spec.md, "Degenerate inputs"); the
+    mask's values are checked on the torch path only (the streaming write keeps no reduction)."""
+    rewards, group_ids, mask = awkward_batch("L63-groups-7-7-1", seed=3)
+    cfg = SawConfig(KEYS3, mode=mode)
+    with pytest.raises(SawInputError, match=r"group_ids: every group has one rollout \(15 rollouts, 15 distinct ids\)"):
+        triton(rewards, torch.arange(15) * 7 - 50, mask, cfg)
+    shifted = rewards.clone()
+    shifted[:, 1] = shifted[:, 1].abs() + 1  # keys 1 and 2 above their minimum 0: only key 0 is named
+    shifted[:, 2] = shifted[:, 2].abs()
+    lowest = float(shifted[:, 0].min())
+    with caplog.at_level("WARNING", logger="saw_verl.weights"):
+        triton(shifted, group_ids, mask, SawConfig(KEYS3, mode=mode, option_names={"reward_min": f"{mode}.reward_min"}))
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"saw_verl: reward 'a' reaches {lowest:g}, below its {mode}.reward_min entry 0: SAW's CV assumes "
+                    f"r - m >= 0. Set {mode}.reward_min to the reward's theoretical minimum (warned once)"], said
+
+
+@pytest.mark.parametrize("preset,mode,norm_by_std,keys", equal_cv_cases())
+def test_equal_cvs_give_exactly_the_dynamic_false_advantages(preset, mode, norm_by_std, keys):
+    """docs/spec.md Step 1, "Equal CVs", in the kernels' Step 1: weights exactly 1, advantages the baseline's bits."""
+    results = [triton(EQUAL_CV_REWARDS[:, :keys], EQUAL_CV_GROUPS, EQUAL_CV_MASK, SawConfig(
+        tuple("abc"[:keys]), mode=mode, preset=preset, dynamic=dynamic, norm_by_std=norm_by_std))
+        for dynamic in (True, False)]
+    assert results[0].weights.tolist() == [1.0] * keys
+    assert torch.equal(results[0].advantages, results[1].advantages)
 
 
 @pytest.mark.parametrize("ids_sorted", [False, True], ids=["sorted-on-device", "ids-sorted"])

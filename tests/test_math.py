@@ -18,7 +18,11 @@ from spec_cases import (
     EXAMPLE_REWARD_MIN,
     EXAMPLE_REWARDS,
     EXAMPLE_WEIGHTS,
+    EQUAL_CV_GROUPS,
+    EQUAL_CV_MASK,
+    EQUAL_CV_REWARDS,
     assert_close,
+    equal_cv_cases,
     saw_batches,
     scaled_tolerance,
 )
@@ -91,8 +95,25 @@ def test_zero_variance_dimension_gets_zero_weight_and_all_constant_falls_back():
     assert result.weights.tolist() == [0.0, 2.0]
     constant = torch.ones(4, 2, dtype=torch.float64)
     result = saw_advantages(constant, groups, mask, SawConfig(("format", "correctness"), mode="grpo"))
-    assert result.weights.tolist() == [0.5, 0.5]
+    assert result.weights.tolist() == [1.0, 1.0]
     assert (result.advantages == 0).all()
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("preset,mode,norm_by_std,keys", equal_cv_cases())
+def test_equal_cvs_give_exactly_the_dynamic_false_advantages(impl, preset, mode, norm_by_std, keys):
+    """docs/spec.md Step 1, "Equal CVs": the weights are exactly 1, so SAW is its baseline to the bit (before, the
+    paper's saw_grpo weights summed to 1: without the std division its advantages were the baseline's / K)."""
+    rewards = EQUAL_CV_REWARDS[:, :keys]
+    results = {
+        dynamic: IMPLEMENTATIONS[impl](rewards, EQUAL_CV_GROUPS, EQUAL_CV_MASK, SawConfig(
+            tuple("abc"[:keys]), mode=mode, preset=preset, dynamic=dynamic, norm_by_std=norm_by_std))
+        for dynamic in (True, False)
+    }
+    assert len(set(results[True].cv.tolist())) == 1, "the batch must have equal CVs"
+    assert results[True].weights.tolist() == [1.0] * keys
+    assert torch.equal(results[True].advantages, results[False].advantages)
+    assert results[True].advantages.abs().max() > 0
 
 
 def test_all_zero_mask_rows_get_zero_and_no_whitening_weight():

@@ -111,6 +111,7 @@ def test_kl_in_reward_is_warned_about(caplog):
         (saw("saw_grpo", "a", "--reward.overlong_buffer_len", "64"), r"--reward.overlong_buffer_len would change saw_grpo"),
         (saw("saw_gdpo", "a", "--reward.stop_properly_penalty_coef=0"), r"--reward.stop_properly_penalty_coef"),
         (["--advantage_estimator", "saw_gdpo", "--saw.reward_keys", "a"], r"OpenRLHF < 0.10.2's spelling"),
+        (saw("saw_grpo", "a", "--algo.advantage.no_std_norm"), r"--algo.advantage.no_std_norm is not applied by"),
     ],
 )
 def test_bad_command_lines_are_refused(extra, match):

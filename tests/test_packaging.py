@@ -7,14 +7,19 @@ directory's .pth files (so the editable install of this checkout stays out of si
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,3 +132,41 @@ def test_the_checkouts_kernels_folder_imports_without_triton():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "grpo_advantages" in done.stdout
+
+
+def extra_requirements(*extras: str) -> list[str]:
+    """pyproject.toml's base dependencies plus those of `extras`, as requirement strings."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *(req for extra in extras for req in project["optional-dependencies"][extra])]
+
+
+def verl_pins(extra: str) -> dict[str, str]:
+    """The `==` pins of the installed verl's own `extra` (its metadata): canonical name -> version."""
+    pins = {}
+    for line in importlib.metadata.requires("verl"):
+        requirement = Requirement(line)
+        exact = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if requirement.marker is not None and requirement.marker.evaluate({"extra": extra}) and exact:
+            pins[canonicalize_name(requirement.name)] = exact[0]
+    return pins
+
+
+def test_gpu_extra_resolves_to_the_stack_verl_tested(tmp_path):
+    """`.[verl,gpu]` resolved by pip without installing anything (--dry-run: no CUDA torch lands anywhere): every
+    pin of verl 0.9.1's own `vllm` extra (vllm, torch, transformers, ...) is what it resolves to; flash-attn is the
+    separate --no-build-isolation step, so it is not in the set."""
+    report = tmp_path / "report.json"
+    requirements = extra_requirements("verl", "gpu")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
+         *requirements], capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    resolved = {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+                for item in json.loads(report.read_text())["install"]}
+    pins = verl_pins("vllm")
+    assert {"vllm", "torch", "transformers"} <= set(pins), pins
+    assert {name: resolved.get(name) for name in pins} == pins
+    assert resolved["verl"] == importlib.metadata.version("verl")
+    assert "flash-attn" not in resolved
+

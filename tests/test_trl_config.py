@@ -39,6 +39,9 @@ def test_estimator_and_aggregation_resolve(tmp_path, options, estimator, aggrega
         ({"saw_estimator": "saw_gdpo", "multi_objective_aggregation": "sum_then_normalize"},
          "saw_estimator='saw_gdpo' runs on multi_objective_aggregation='normalize_then_sum'"),
         ({"saw_estimator": "saw_grpo", "scale_rewards": "batch"}, "saw_grpo needs scale_rewards in"),
+        ({"saw_estimator": "saw_gdpo", "scale_rewards": "none"}, r"scale_rewards='none' would be ignored"),
+        ({"multi_objective_aggregation": "normalize_then_sum", "scale_rewards": "batch"},
+         r"saw_gdpo runs on TRL's normalize_then_sum, .* scale_rewards='batch' would be ignored"),
     ],
 )
 def test_contradictions_raise(tmp_path, options, message):

@@ -74,5 +74,5 @@ def test_step_metrics_names_every_key_and_statistic():
     cfg = SawConfig(EXAMPLE_KEYS, mode="grpo", reward_min=EXAMPLE_REWARD_MIN)
     metrics = step_metrics(cfg.reward_keys, batch_weights(EXAMPLE_REWARDS, cfg))
     assert sorted(metrics) == sorted(metric_name(k, s) for k in EXAMPLE_KEYS for s in ("weight", "cv", "mean", "std"))
-    assert metrics["saw/format/weight"] == pytest.approx(0.375, abs=1e-6)
+    assert metrics["saw/format/weight"] == pytest.approx(0.75, abs=1e-6)
     assert all(isinstance(v, float) for v in metrics.values())

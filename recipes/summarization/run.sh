@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train on Reddit TL;DR (2,560 prompts) with one advantage estimator; rewards from an LLM judge.
-#   bash recipes/summarization/run.sh {grpo|gdpo|saw_grpo|saw_gdpo} [extra hydra overrides...]
+#   bash recipes/summarization/run.sh {grpo|gdpo|saw_grpo|saw_gdpo|verl_grpo|verl_gdpo} [extra hydra overrides...]
 # Environment (defaults in brackets): MODEL_PATH [Qwen/Qwen2.5-3B-Instruct], DATA_DIR [~/data/tldr],
 # REWARD_BACKEND [judge | offline], JUDGE_URL [http://127.0.0.1:8000/v1], JUDGE_MODEL [judge],
 # JUDGE_API_KEY_ENV [none: name of the variable that holds the judge's key], N_GPUS [8], NNODES [1],
@@ -8,10 +8,15 @@
 # LOGGER [["console"]], PYTHON [python3].
 set -euo pipefail
 
+# grpo / gdpo are SAW's fair baselines: saw_grpo / saw_gdpo with algorithm.saw.dynamic=false (every weight 1, the
+# same code otherwise); verl_grpo / verl_gdpo are verl's own estimators, which differ in more than the weights.
 ESTIMATOR=${1:-}
 case "$ESTIMATOR" in
-  grpo | gdpo | saw_grpo | saw_gdpo) shift ;;
-  *) echo "usage: $0 {grpo|gdpo|saw_grpo|saw_gdpo} [hydra overrides...] (got '${ESTIMATOR}')" >&2; exit 2 ;;
+  grpo | gdpo) ESTIMATOR_OVERRIDES=("algorithm.adv_estimator=saw_$ESTIMATOR" "algorithm.saw.dynamic=false"); shift ;;
+  saw_grpo | saw_gdpo) ESTIMATOR_OVERRIDES=("algorithm.adv_estimator=$ESTIMATOR"); shift ;;
+  verl_grpo | verl_gdpo) ESTIMATOR_OVERRIDES=("algorithm.adv_estimator=${ESTIMATOR#verl_}"); shift ;;
+  *) echo "usage: $0 {grpo|gdpo|saw_grpo|saw_gdpo|verl_grpo|verl_gdpo} [hydra overrides...] (got '${ESTIMATOR}')" >&2
+     exit 2 ;;
 esac
 
 RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,7 +40,7 @@ export VERL_USE_EXTERNAL_MODULES=${VERL_USE_EXTERNAL_MODULES-saw_verl.integratio
 set -x
 exec "$PYTHON" -m verl.trainer.main_ppo \
   --config-path="$RECIPE_DIR/config" --config-name=summarization \
-  algorithm.adv_estimator="$ESTIMATOR" \
+  "${ESTIMATOR_OVERRIDES[@]}" \
   data.train_files="$DATA_DIR/train.parquet" \
   data.val_files="$DATA_DIR/test.parquet" \
   actor_rollout_ref.model.path="$MODEL_PATH" \

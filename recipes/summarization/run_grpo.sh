@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
-# The summarization recipe with the grpo estimator; see run.sh for the environment variables.
+# The summarization recipe with SAW's grpo baseline (saw_grpo, dynamic=false); see run.sh for the environment variables.
 exec bash "$(dirname "${BASH_SOURCE[0]}")/run.sh" grpo "$@"

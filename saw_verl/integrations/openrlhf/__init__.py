@@ -40,7 +40,7 @@ Where this differs from the specification (docs/spec.md) and from verl:
 - ``--reward.clip_range`` clips saw_grpo's z-scores as it clips ``group_norm``'s (never, with the
   default +-10 and groups of <= 101); for saw_gdpo a range that can clip is refused.
 - Refused: length penalties (``--reward.overlong_buffer_len``, ``--reward.stop_properly_penalty_coef``:
-  they would act on the advantage; make length a SAW key), no Dr.GRPO (norm_by_std) option.
+  they would act on the advantage; make length a SAW key) and ``--algo.advantage.no_std_norm`` (no Dr.GRPO mode).
 """
 
 from saw_verl.integrations import require_trainer

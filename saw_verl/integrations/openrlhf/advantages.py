@@ -68,6 +68,9 @@ def check_args(args, maker_estimator: str, cfg: SawConfig, estimator: str = None
                 f"{estimator} runs through OpenRLHF's {DELEGATE_ESTIMATOR}, but the estimator is {chosen!r}: pass "
                 f"--algo.advantage.estimator {DELEGATE_ESTIMATOR} (python -m saw_verl.integrations.openrlhf does this)"
             )
+    if getattr(args.algo.advantage, "no_std_norm", False):
+        raise SawInputError(f"--algo.advantage.no_std_norm is not applied by {estimator}: SAW divides by the group "
+                            "std (docs/spec.md); drop it")
     for name in LENGTH_PENALTIES:
         value = getattr(args.reward, name, None)
         if value is not None:

@@ -38,6 +38,7 @@ SAW_OPTIONS = ("reward_keys", "reward_min", "reward_weights", "preset", "dynamic
 ESTIMATOR_FLAG = "--algo.advantage.estimator"
 CLIP_FLAG = "--reward.clip_range"
 NO_CLIP = ("-1000000000", "1000000000")  # argparse reads "-1e9" / "-inf" as flags, plain digits as numbers
+NO_STD_NORM_FLAG = "--algo.advantage.no_std_norm"  # OpenRLHF's Dr. GRPO switch: SAW here has no such mode
 LENGTH_PENALTY_FLAGS = ("--reward.overlong_buffer_len", "--reward.stop_properly_penalty_coef")
 TESTED_VERSIONS = ("0.10.2", "0.12")  # [lowest tested, first untested major]
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -78,6 +79,10 @@ def prepare(argv: Sequence[str]) -> Launch:
         history_decay=parse_float("history_decay", saw.get("history_decay", "0")),
         options={"whitening": saw["whitening"]} if "whitening" in saw else None,
     )
+    if any(arg.split("=", 1)[0] == NO_STD_NORM_FLAG for arg in rest):
+        raise SawInputError(
+            f"{NO_STD_NORM_FLAG} is not applied by {estimator}: SAW divides by the group std (docs/spec.md); drop it"
+        )
     for flag in LENGTH_PENALTY_FLAGS:
         if flag_value(rest, flag) is not None:
             raise SawInputError(

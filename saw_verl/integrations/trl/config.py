@@ -22,7 +22,8 @@ class SAWGRPOConfig(GRPOConfig):
     `saw_estimator` and `multi_objective_aggregation` name the same choice: set either one (or both,
     consistently). Neither set: `saw_grpo` with `sum_then_normalize`, TRL's default aggregation.
     `saw_grpo` takes `scale_rewards` "group" (the group z-score of docs/spec.md Step 2a) or "none" (Dr. GRPO); "batch"
-    is refused, since SAW-GRPO is defined on the group z-score.
+    is refused, since SAW-GRPO is defined on the group z-score. `saw_gdpo` takes "group" only: TRL's
+    normalize_then_sum always divides by the group std.
     """
 
     saw_estimator: str | None = field(
@@ -86,6 +87,12 @@ class SAWGRPOConfig(GRPOConfig):
             raise SawInputError(
                 f"saw_estimator={estimator!r} runs on multi_objective_aggregation="
                 f"{ESTIMATOR_AGGREGATION[estimator]!r}, but multi_objective_aggregation={aggregation!r} was set"
+            )
+        if estimator == "saw_gdpo" and self.scale_rewards != "group":
+            raise SawInputError(
+                f"saw_gdpo runs on TRL's normalize_then_sum, which divides every reward by its group std whatever "
+                f"scale_rewards says: scale_rewards={self.scale_rewards!r} would be ignored; leave it 'group' (the "
+                f"default), or use saw_grpo for 'none'"
             )
         if estimator == "saw_grpo" and self.scale_rewards not in SAW_GRPO_SCALES:
             raise SawInputError(

@@ -4,7 +4,6 @@ Per-dimension keys and static weights are verl's own `algorithm.gdpo_reward_keys
 `algorithm.gdpo_reward_weights`; SAW's options live under `algorithm.saw`:
 
     algorithm:
-      _target_: saw_verl.integrations.verl.config.SawAlgoConfig   # keeps omega_conf_to_dataclass working
       adv_estimator: saw_gdpo                               # or saw_grpo
       gdpo_reward_keys: [accuracy_reward, format_reward]
       saw: {preset: paper, dynamic: true, reward_min: [0, 0], delta: 1.0e-8, history_decay: 0.0}
@@ -13,11 +12,14 @@ The rivals of the registry (`algorithm.adv_estimator=saw_verl_gdpo | mo_grpo | c
 docs/estimators.md) take the same keys and weights, and their own options in the same block
 (`algorithm.saw.whitening` for saw_verl_gdpo, `algorithm.saw.tau` for gd2po).
 
-The readers accept an OmegaConf DictConfig, a verl dataclass config, or a plain dict.
+The readers accept an OmegaConf DictConfig, a verl dataclass config, or a plain dict. `validate_run` checks
+a whole job's config in verl's driver, where verl validates its own (the shim wraps `validate_config`), so
+an option error of any registry estimator stops the job before Ray starts.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,7 +52,9 @@ _warned_kl_in_reward = False
 
 @dataclass
 class SawAlgoConfig(AlgoConfig):
-    """verl's `AlgoConfig` plus the `algorithm.saw` block (plain `AlgoConfig` rejects unknown keys)."""
+    """verl's `AlgoConfig` plus the `algorithm.saw` block (plain `AlgoConfig` rejects unknown keys), for code that
+    converts `config.algorithm` with `omega_conf_to_dataclass` itself: verl 0.9.1's trainers never do, and jobs
+    need no `_target_` (the driver's `validate_run` checks the options)."""
 
     saw: dict[str, Any] = field(default_factory=dict)
 
@@ -184,3 +188,44 @@ def _warn_once_if_kl_in_reward(algorithm_config, estimator: str) -> None:
             "token_level_rewards (like verl's gdpo). Use actor_rollout_ref.actor.use_kl_loss instead.",
             estimator,
         )
+
+
+TRL_WITHOUT_VALUE_HEAD = (1, 13)  # trl releases without AutoModelForCausalLMWithValueHead, which verl 0.9.1 imports
+
+
+def check_trl_for_verl(trl_version: Optional[str]) -> None:
+    """SawInputError when the installed trl (its version, None if absent) breaks verl 0.9.1's workers: verl
+    imports trl's AutoModelForCausalLMWithValueHead whenever trl is importable, and trl 1.13 removed it."""
+    if trl_version is None:
+        return
+    release = tuple(int(part) for part in trl_version.split(".")[:2] if part.isdigit())
+    if release >= TRL_WITHOUT_VALUE_HEAD:
+        raise SawInputError(
+            f"trl {trl_version} is installed next to verl: verl 0.9.1 imports trl's AutoModelForCausalLMWithValueHead "
+            "in every worker whenever trl is importable, and trl >= 1.13 no longer has it, so no worker would start. "
+            "pip install 'trl<1.13' (saw-verl's tests use 1.12.0), or uninstall trl from the verl environment"
+        )
+
+
+def installed_version(package: str) -> Optional[str]:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def validate_run(config, estimator: Estimator) -> None:
+    """A verl job's whole config (DictConfig) using a registry estimator: every option (as the estimator will read
+    it), rollout.n >= 2 (groups of one rollout are refused) and a trl verl can run next to. SawInputError names the
+    option; called in verl's driver before Ray starts."""
+    algorithm = config.algorithm
+    estimator_config_from_algorithm(
+        algorithm, estimator, norm_adv_by_std_in_grpo=_get(algorithm, "norm_adv_by_std_in_grpo", True)
+    )
+    samples = _get(config.actor_rollout_ref.rollout, "n", 1)
+    if samples < 2:
+        raise SawInputError(
+            f"actor_rollout_ref.rollout.n={samples}: {estimator.verl_name} z-scores the rewards within each prompt's "
+            "group of samples, so every group would have one rollout; set actor_rollout_ref.rollout.n >= 2"
+        )
+    check_trl_for_verl(installed_version("trl"))

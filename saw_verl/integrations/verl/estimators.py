@@ -164,7 +164,8 @@ def _verl_estimator(entry: Estimator):
     return compute_advantage
 
 
-ESTIMATOR_FUNCTIONS = {entry.verl_name: _verl_estimator(entry) for entry in REGISTRY.values()}
+REGISTRY_BY_VERL_NAME = {entry.verl_name: entry for entry in REGISTRY.values()}
+ESTIMATOR_FUNCTIONS = {name: _verl_estimator(entry) for name, entry in REGISTRY_BY_VERL_NAME.items()}
 compute_saw_grpo_advantage = ESTIMATOR_FUNCTIONS["saw_grpo"]
 compute_saw_gdpo_advantage = ESTIMATOR_FUNCTIONS["saw_gdpo"]
 SAW_ESTIMATORS = tuple(ESTIMATOR_FUNCTIONS)  # the names the shim forwards per-key rewards to

@@ -3,6 +3,9 @@
 What verl lacks, and the wrapper that fills it in (only for the saw_* names; everything else is
 delegated untouched):
 
+- `validate_config` (verl's driver, before Ray starts) knows nothing of `algorithm.saw`: the wrapper also runs
+  `config.validate_run` for a job of a registry estimator, so an option error ends the job before any worker
+  starts.
 - `compute_advantage` forwards `non_tensor_batch` only to `gdpo`: the wrapper runs verl's own
   function inside `estimators.forwarded(data.non_tensor_batch, ...)` (looked up at call time, so a
   reload of `estimators` keeps working). Left alone when verl already forwards it (upstream PR #7473
@@ -21,7 +24,7 @@ delegated untouched):
 - both trainers' `_save_checkpoint` / `_load_checkpoint`: SAW's history pool travels in the
   `global_step_N` folder (`checkpoints`).
 
-The three functions are wrapped wherever a verl module binds them, whichever module defines them
+The four functions are wrapped wherever a verl module binds them, whichever module defines them
 (`bindings`: survives verl moving them); the methods are patched when their module
 (`verl.trainer.ppo.v1.trainer_base`, `verl.trainer.ppo.ray_trainer`) is imported
 (`saw_verl.integrations.import_hooks.after_import`). Everything already imported is patched at once.
@@ -44,6 +47,7 @@ from saw_verl.integrations.import_hooks import after_import
 from saw_verl.integrations.verl import bindings, checkpoints, estimators
 from saw_verl.integrations.verl import metrics as saw_metrics
 from saw_verl.integrations.verl.bindings import WRAPPED
+from saw_verl.integrations.verl.config import validate_run
 from saw_verl.integrations.verl.sessions import agent_sessions
 
 logger = logging.getLogger(__name__)
@@ -218,7 +222,29 @@ def _patch_v1_trainer(module) -> None:
     trainer._compute_advantage = _compute_advantage
 
 
+def wrap_validate_config(original):
+    """verl's `validate_config(config, ...)` (the driver, before Ray starts) -> a wrapper that also validates the
+    options of a registry estimator's job (saw_verl.integrations.verl.config.validate_run)."""
+    signature = inspect.signature(original)
+    if _parameters(original)[:1] != ["config"]:
+        _skip(_name(original), f"unexpected signature {signature}")
+        return original
+
+    @functools.wraps(original)
+    def validate_config(*args, **kwargs):
+        result = original(*args, **kwargs)
+        config = signature.bind(*args, **kwargs).arguments["config"]
+        algorithm = getattr(config, "algorithm", None)
+        estimator = _estimator_name(getattr(algorithm, "adv_estimator", None))
+        if estimator in estimators.SAW_ESTIMATORS:
+            validate_run(config, estimators.REGISTRY_BY_VERL_NAME[estimator])
+        return result
+
+    return validate_config
+
+
 WRAP_FACTORIES = {
+    "validate_config": wrap_validate_config,
     "compute_advantage": wrap_compute_advantage,
     "compute_advantage_for_multi_trajectories": wrap_multi_trajectories,
     "compute_data_metrics": wrap_compute_data_metrics,
