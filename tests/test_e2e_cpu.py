@@ -253,20 +253,22 @@ def test_cpu_demo_config_composes_with_hydra():
 
 @pytest.mark.parametrize("method, saw_block", [("saw_verl_gdpo", {}), ("mo_grpo", {}), ("gd2po_snr", {"tau": 0.8})])
 def test_cpu_demo_rival_methods_compose_and_pass_their_options(method, saw_block):
-    """A rival's run replaces the recipe's SAW block by its own options, which its estimator then accepts."""
+    """A rival's run replaces the recipe's SAW block by its own options, which its estimator then accepts in the
+    driver's check (validate_run) and when it reads them."""
     from hydra import compose, initialize_config_dir
-    from verl.utils.config import omega_conf_to_dataclass
+    from omegaconf import OmegaConf
 
-    from saw_verl.integrations.verl.config import estimator_config_from_algorithm
-    from saw_verl.registry import REGISTRY
+    from saw_verl.integrations.verl.config import estimator_config_from_algorithm, validate_run
+    from saw_verl.integrations.verl.estimators import REGISTRY_BY_VERL_NAME
 
     experiment = _load_recipe_module("experiment")
     with initialize_config_dir(str(RECIPE_DIR / "config"), version_base=None):
         config = compose("cpu_demo", overrides=experiment.run_overrides(Path("/tmp/w"), method, seed=0, steps=2))
-    algorithm = omega_conf_to_dataclass(config.algorithm)
+    algorithm = config.algorithm
     chosen = experiment.METHODS[method]
-    assert (algorithm.adv_estimator, dict(algorithm.saw)) == (chosen.estimator, saw_block)
-    entry = next(e for e in REGISTRY.values() if e.verl_name == chosen.estimator)
+    assert (algorithm.adv_estimator, OmegaConf.to_container(algorithm).get("saw", {})) == (chosen.estimator, saw_block)
+    entry = REGISTRY_BY_VERL_NAME[chosen.estimator]
+    validate_run(config, entry)
     _, own = estimator_config_from_algorithm(algorithm, entry)
     assert own == saw_block
 
