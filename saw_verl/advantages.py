@@ -92,13 +92,19 @@ def input_value_summary(rewards: torch.Tensor, group_ids: torch.Tensor, response
     return torch.cat([torch.stack([not_binary, singletons]).to(torch.float64), reward_minimums(rewards.double())])
 
 
-def check_input_values(summary: list[float], response_mask: torch.Tensor, cfg: SawConfig) -> None:
+def check_mask_and_groups(summary: list[float], response_mask: torch.Tensor) -> None:
     """summary: input_value_summary, read. SawInputError for a mask value other than 0 / 1 (naming row and token) or
-    groups all of one rollout; the one-time warning for rewards below reward_min (saw_verl.weights)."""
+    groups all of one rollout (every estimator of the registry refuses both)."""
     if summary[0]:
         raise mask_not_binary_error(response_mask)
     if summary[1]:
         raise single_rollout_groups_error(response_mask.shape[0])
+
+
+def check_input_values(summary: list[float], response_mask: torch.Tensor, cfg: SawConfig) -> None:
+    """summary: input_value_summary, read. check_mask_and_groups, then the one-time warning for rewards below
+    reward_min (saw_verl.weights)."""
+    check_mask_and_groups(summary, response_mask)
     warn_rewards_below_min(summary[2:], cfg)
 
 

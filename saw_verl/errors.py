@@ -36,7 +36,7 @@ def mask_not_binary_error(response_mask: torch.Tensor) -> SawInputError:
 def single_rollout_groups_error(num_rows: int) -> SawInputError:
     """The error for group ids that give every one of the N rollouts a group of its own."""
     return SawInputError(
-        f"group_ids: every group has one rollout ({num_rows} rollouts, {num_rows} distinct ids): SAW's group "
+        f"group_ids: every group has one rollout ({num_rows} rollouts, {num_rows} distinct ids): the group "
         "z-scores compare the rollouts of one prompt, so a batch needs groups of 2 or more (several samples per "
         "prompt: verl actor_rollout_ref.rollout.n, TRL num_generations, OpenRLHF n_samples_per_prompt)"
     )

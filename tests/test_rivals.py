@@ -151,3 +151,14 @@ def test_cuda_equals_cpu(estimator):
     cuda = compute_advantages(estimator, rewards.cuda(), group_ids.cuda(), mask.cuda(), reward_weights=weights)
     assert cuda.advantages.device.type == "cuda"
     torch.testing.assert_close(cuda.advantages.cpu(), cpu, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ["gdpo", "mo_grpo", "corr_grpo", "gd2po"])
+def test_a_weighting_mask_and_groups_all_of_one_rollout_are_refused(estimator):
+    """As for SAW: a mask value other than 0 / 1 would scale the advantages; groups of one rollout compare nothing."""
+    mask = torch.ones(4, 3)
+    mask[1, 2] = 0.5
+    with pytest.raises(SawInputError, match=r"response_mask must hold 0 and 1 only .* 0.5 at row 1, token 2"):
+        compute_advantages(estimator, torch.rand(4, 2), torch.tensor([0, 0, 1, 1]), mask)
+    with pytest.raises(SawInputError, match=r"group_ids: every group has one rollout \(4 rollouts"):
+        compute_advantages(estimator, torch.rand(4, 2), torch.tensor([3, 1, 2, 0]), torch.ones(4, 3))

@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from saw_verl.advantages import as_tensors, check_shapes
+from saw_verl.advantages import as_tensors, check_mask_and_groups, check_shapes, input_value_summary
 from saw_verl.config import SawConfig
 from saw_verl.errors import non_finite_error
 from saw_verl.torch_backend import dense_group_ids, group_zscore
@@ -32,7 +32,8 @@ def prepare(rewards, group_ids, response_mask, cfg: SawConfig, num_groups: Optio
     (CPU rewards / group ids follow a CUDA mask; any other device mismatch is refused, as for SAW).
 
     rewards (N, K) float, NaN or inf refused (a rival has no rule for an unscored rollout); group_ids (N,) integer,
-    any values; response_mask (N, L) bool/int/float. num_groups: optional hint that the ids are dense."""
+    any values, not all groups of one rollout; response_mask (N, L) 0/1 values (bool/int/float). num_groups:
+    optional hint that the ids are dense."""
     rewards, group_ids, response_mask = as_tensors(rewards, group_ids, response_mask)
     device = response_mask.device
     if device.type != "cpu":  # host-built columns follow the mask (as for SAW); another accelerator is refused
@@ -41,9 +42,13 @@ def prepare(rewards, group_ids, response_mask, cfg: SawConfig, num_groups: Optio
     check_shapes(rewards, group_ids, response_mask, cfg)
     rewards = rewards.to(torch.float64)
     finite = torch.isfinite(rewards)
-    if not finite.all().item():
+    summary = torch.cat([finite.all().reshape(1).to(torch.float64), input_value_summary(rewards, group_ids,
+                                                                                          response_mask)[:2]])
+    all_finite, *mask_and_groups = summary.tolist()  # the one host read
+    if not all_finite:
         row, key = (~finite).nonzero()[0].tolist()
         raise non_finite_error(rewards, cfg.reward_keys, row, key)
+    check_mask_and_groups(mask_and_groups, response_mask)
     ranks, rows = dense_group_ids(group_ids, num_groups)
     out = torch.empty(response_mask.shape, dtype=torch.float32, device=device)
     out.copy_(response_mask)  # float32 sums of a 0/1 mask are exact below 2^24 tokens a row
