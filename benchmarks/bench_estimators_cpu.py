@@ -13,8 +13,6 @@ Writes results/estimators_cpu.json and .md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.providers import make_workload, saw_from_columns, verl_gdpo
-from benchmarks.timing import machine
+from benchmarks.timing import cpu_benchmark_args, machine, write_report
 
 CENTRE = (4096, 1024, 3)
 AROUND = [(1024, 1024, 3), (16384, 1024, 3), (4096, 512, 3), (4096, 2048, 3), (4096, 1024, 2), (4096, 1024, 5)]
@@ -95,21 +93,13 @@ def markdown(report: dict) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (verl's TaskRunner actor gets 1)")
-    parser.add_argument("--rounds", type=int, default=11)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = cpu_benchmark_args(__doc__, rounds=11, results=RESULTS)
     cells = []
     for n, length, k in [CENTRE, *AROUND]:
         cells.append(measure(n, length, k, args.rounds))
         print(f"N={n} L={length} K={k}: {cells[-1]['median']}", flush=True)
     report = {"machine": machine("cpu", "benchmarks.bench_estimators_cpu"), "rounds": args.rounds, "cells": cells}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "estimators_cpu.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "estimators_cpu.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, "estimators_cpu", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ Writes results/registry_cpu.json and .md.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -21,7 +19,7 @@ from omegaconf import OmegaConf
 
 from benchmarks.bench_estimators_cpu import interleaved
 from benchmarks.providers import make_workload
-from benchmarks.timing import machine
+from benchmarks.timing import cpu_benchmark_args, machine, write_report
 
 SHAPE = (4096, 1024, 3)
 RESULTS = Path(__file__).parent / "results"
@@ -76,19 +74,11 @@ def markdown(report: dict) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (verl's TaskRunner actor gets 1)")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = cpu_benchmark_args(__doc__, rounds=7, results=RESULTS)
     timings = interleaved(calls(*SHAPE), args.rounds)
     report = {"machine": machine("cpu", "benchmarks.bench_registry_cpu"), "shape": SHAPE, "rounds": args.rounds,
               "timings": timings}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "registry_cpu.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "registry_cpu.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, "registry_cpu", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -80,3 +83,22 @@ def device_label(device: str) -> str:
         return torch.cuda.get_device_name()
     threads = torch.get_num_threads()
     return f"cpu ({machine('cpu')['cpu']}, {threads} thread{'s' if threads > 1 else ''})"
+
+
+def cpu_benchmark_args(description: str, rounds: int, results: Path) -> argparse.Namespace:
+    """The CPU benchmarks' command line (--threads, --rounds, --out), torch's thread count set from it."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (verl's TaskRunner actor gets 1)")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--out", type=Path, default=results)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def write_report(out: Path, stem: str, report: dict, text: str) -> None:
+    """`report` as out/<stem>.json and its markdown `text` as out/<stem>.md; the markdown is printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(text)
+    print(text)

@@ -113,13 +113,19 @@ def test_resumed_run_has_the_saved_pool_and_the_same_next_weights(kind, resume_m
     assert torch.equal(restored.pool, uninterrupted.pool)
 
 
-@pytest.mark.parametrize("kind", TRAINERS)
-def test_checkpoint_without_saw_state_resumes_with_a_new_pool_and_a_warning(kind, tmp_path, caplog):
-    saving = make_trainer(kind, tmp_path)
+def checkpoint_after_one_step(kind, folder):
+    """A trainer of `kind` trains one step and saves global_step_1 under `folder`; its run's config."""
+    saving = make_trainer(kind, folder)
     cfg = run_config(saving)
     train_steps(cfg, estimators.HISTORIES.get(cfg), seeds=[1])
     saving.global_steps = 1
     saving._save_checkpoint()
+    return cfg
+
+
+@pytest.mark.parametrize("kind", TRAINERS)
+def test_checkpoint_without_saw_state_resumes_with_a_new_pool_and_a_warning(kind, tmp_path, caplog):
+    cfg = checkpoint_after_one_step(kind, tmp_path)
     folder = tmp_path / "global_step_1"
     (folder / checkpoints.HISTORY_FILE).unlink()  # as saved by an older saw-verl
 
@@ -133,11 +139,7 @@ def test_checkpoint_without_saw_state_resumes_with_a_new_pool_and_a_warning(kind
 
 @pytest.mark.parametrize("kind", TRAINERS)
 def test_keys_the_checkpoint_has_no_pool_for_get_a_new_pool_and_a_warning(kind, tmp_path, caplog):
-    saving = make_trainer(kind, tmp_path)
-    cfg = run_config(saving)
-    train_steps(cfg, estimators.HISTORIES.get(cfg), seeds=[1])
-    saving.global_steps = 1
-    saving._save_checkpoint()
+    cfg = checkpoint_after_one_step(kind, tmp_path)
 
     estimators.HISTORIES.clear()
     resuming = make_trainer(kind, tmp_path)
