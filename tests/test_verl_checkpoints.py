@@ -152,8 +152,9 @@ def test_keys_the_checkpoint_has_no_pool_for_get_a_new_pool_and_a_warning(kind, 
 
 
 @pytest.mark.parametrize("kind", TRAINERS)
-@pytest.mark.parametrize("estimator,decay", [("saw_gdpo", 0.0), ("gdpo", DECAY)])
+@pytest.mark.parametrize("estimator,decay", [("saw_gdpo", 0.0), ("gdpo", DECAY), ("mo_grpo", 0.0)])
 def test_runs_without_a_history_write_and_read_nothing(kind, estimator, decay, tmp_path, caplog):
+    """Plain runs, verl's own estimators and the registry's rivals (which keep no state)."""
     saving = make_trainer(kind, tmp_path, estimator=estimator, decay=decay)
     saving.global_steps = 1
     saving._save_checkpoint()

@@ -34,12 +34,13 @@ TRAINER_CLASSES = {"verl.trainer.ppo.ray_trainer": "RayPPOTrainer", "verl.traine
 
 
 def history_config(trainer) -> Optional[SawConfig]:
-    """The SawConfig of the trainer's run if it keeps a SAW history (a saw_* estimator, history_decay > 0)."""
+    """The SawConfig of the trainer's run if it keeps a SAW history (saw_grpo / saw_gdpo, history_decay > 0; the
+    registry's other estimators keep no state)."""
     algorithm = trainer.config.algorithm
-    name = getattr(algorithm.adv_estimator, "value", algorithm.adv_estimator)
-    if name not in estimators.SAW_ESTIMATORS:
+    entry = estimators.REGISTRY_BY_VERL_NAME.get(getattr(algorithm.adv_estimator, "value", algorithm.adv_estimator))
+    if entry is None or not entry.saw_mode:
         return None
-    cfg = saw_config_from_algorithm(algorithm, name.removeprefix("saw_"))
+    cfg = saw_config_from_algorithm(algorithm, entry.saw_mode)
     return cfg if cfg.history_decay > 0 else None
 
 
