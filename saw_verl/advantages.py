@@ -50,6 +50,16 @@ def as_tensors(rewards, group_ids, response_mask) -> tuple[torch.Tensor, torch.T
     return tuple(out)
 
 
+def on_mask_device(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor):
+    """CPU rewards / group ids moved to a CUDA mask's device (host-built columns follow the mask); tensors on
+    another accelerator are left for check_shapes to refuse. Returns (rewards, group_ids, response_mask)."""
+    device = response_mask.device
+    if device.type != "cpu":
+        rewards = rewards.to(device) if rewards.device.type == "cpu" else rewards
+        group_ids = group_ids.to(device) if group_ids.device.type == "cpu" else group_ids
+    return rewards, group_ids, response_mask
+
+
 def check_shapes(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, cfg: SawConfig) -> None:
     """Raise SawInputError naming the argument / shape / dtype / device at fault. Host-side only: no sync.
 
@@ -80,6 +90,12 @@ def input_value_summary(rewards: torch.Tensor, group_ids: torch.Tensor, response
     """The values the tensor API checks, on the inputs' device without a host read -> (2 + K,) float64: 1 where some
     mask value is neither 0 nor 1, 1 where every group has one rollout, then each key's smallest reward.
     Read it once, then check_input_values."""
+    return torch.cat([mask_and_group_flags(group_ids, response_mask), reward_minimums(rewards.double())])
+
+
+def mask_and_group_flags(group_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """(2,) float64 on the inputs' device, no host read: 1 where some mask value is neither 0 nor 1, 1 where every
+    group has one rollout (the first two values of input_value_summary; check_mask_and_groups reads them)."""
     mask = response_mask
     not_binary = torch.zeros((), dtype=torch.bool, device=mask.device)
     if mask.dtype != torch.bool and mask.numel():  # one pass, no (N, L) temporary
@@ -89,7 +105,7 @@ def input_value_summary(rewards: torch.Tensor, group_ids: torch.Tensor, response
             not_binary = not_binary | (torch.count_nonzero(mask) != mask.sum(dtype=torch.float64))
     ordered = torch.sort(group_ids).values
     singletons = ~(ordered[1:] == ordered[:-1]).any()
-    return torch.cat([torch.stack([not_binary, singletons]).to(torch.float64), reward_minimums(rewards.double())])
+    return torch.stack([not_binary, singletons]).to(torch.float64)
 
 
 def check_mask_and_groups(summary: list[float], response_mask: torch.Tensor) -> None:
@@ -155,11 +171,8 @@ def saw_advantages(
     Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std, batch_cv (K,) float64
     (and the new pool with a history).
     """
-    rewards, group_ids, response_mask = as_tensors(rewards, group_ids, response_mask)
+    rewards, group_ids, response_mask = on_mask_device(*as_tensors(rewards, group_ids, response_mask))
     device = response_mask.device
-    if device.type != "cpu":  # host-built columns follow the mask; tensors on another accelerator do not
-        rewards = rewards.to(device) if rewards.device.type == "cpu" else rewards
-        group_ids = group_ids.to(device) if group_ids.device.type == "cpu" else group_ids
     check_shapes(rewards, group_ids, response_mask, cfg)
     if cfg.history_decay > 0 and history is None:
         raise SawInputError(

@@ -7,7 +7,9 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from saw_verl.advantages import as_tensors, check_mask_and_groups, check_shapes, input_value_summary
+from saw_verl.advantages import (
+    as_tensors, check_mask_and_groups, check_shapes, mask_and_group_flags, on_mask_device,
+)
 from saw_verl.config import SawConfig
 from saw_verl.errors import non_finite_error
 from saw_verl.torch_backend import dense_group_ids, group_zscore
@@ -34,16 +36,12 @@ def prepare(rewards, group_ids, response_mask, cfg: SawConfig, num_groups: Optio
     rewards (N, K) float, NaN or inf refused (a rival has no rule for an unscored rollout); group_ids (N,) integer,
     any values, not all groups of one rollout; response_mask (N, L) 0/1 values (bool/int/float). num_groups:
     optional hint that the ids are dense."""
-    rewards, group_ids, response_mask = as_tensors(rewards, group_ids, response_mask)
+    rewards, group_ids, response_mask = on_mask_device(*as_tensors(rewards, group_ids, response_mask))
     device = response_mask.device
-    if device.type != "cpu":  # host-built columns follow the mask (as for SAW); another accelerator is refused
-        rewards = rewards.to(device) if rewards.device.type == "cpu" else rewards
-        group_ids = group_ids.to(device) if group_ids.device.type == "cpu" else group_ids
     check_shapes(rewards, group_ids, response_mask, cfg)
     rewards = rewards.to(torch.float64)
     finite = torch.isfinite(rewards)
-    summary = torch.cat([finite.all().reshape(1).to(torch.float64), input_value_summary(rewards, group_ids,
-                                                                                          response_mask)[:2]])
+    summary = torch.cat([finite.all().reshape(1).to(torch.float64), mask_and_group_flags(group_ids, response_mask)])
     all_finite, *mask_and_groups = summary.tolist()  # the one host read
     if not all_finite:
         row, key = (~finite).nonzero()[0].tolist()
