@@ -19,6 +19,7 @@ from saw_verl.errors import SawInputError, mask_not_binary_error, single_rollout
 from saw_verl.history import SawHistory
 from saw_verl.kernel_check import kernels_verified
 from saw_verl.result import SawResult
+from saw_verl.shaping import condition_rewards
 from saw_verl.torch_backend import torch_saw_advantages
 from saw_verl.weights import reward_minimums, warn_rewards_below_min
 
@@ -154,8 +155,9 @@ def saw_advantages(
     backend: Optional[str] = None,
     ids_sorted: bool = False,
     history: Optional[SawHistory] = None,
+    step=None,
 ) -> SawResult:
-    """SAW advantages on the mask's device.
+    """SAW advantages on the mask's device, at training step `step` (needed when cfg has a weight schedule).
 
     rewards (N, K) float; group_ids (N,) integer, any values (sparse, unsorted, negative, near +-2^62: groups
     are compacted on the device at O(N) cost); response_mask (N, L) bool/int/float. NumPy arrays and lists are
@@ -169,8 +171,10 @@ def saw_advantages(
     history: the run's SawHistory, needed when cfg.history_decay > 0 (docs/spec.md, "History"); updated with
     this step once the result is final (not on an error).
     Returns SawResult: advantages (N, L) float32 and per-key weights, cv, mean, std, batch_cv (K,) float64
-    (and the new pool with a history).
+    (and the new pool with a history; the gated fractions with conditions). Statistics are those of the
+    conditioned rewards (docs/spec.md, "Conditions and schedules").
     """
+    cfg = cfg.at_step(step)
     rewards, group_ids, response_mask = on_mask_device(*as_tensors(rewards, group_ids, response_mask))
     device = response_mask.device
     check_shapes(rewards, group_ids, response_mask, cfg)
@@ -185,7 +189,10 @@ def saw_advantages(
 
         result = triton_saw_advantages(rewards, group_ids, response_mask, cfg, ids_sorted=ids_sorted, pool=pool)
     else:
+        rewards, gated = condition_rewards(rewards, cfg.conditions)
         result = torch_saw_advantages(rewards, group_ids, response_mask, cfg, num_groups, pool)
+        if cfg.conditions:
+            result = result._replace(gated_fraction=gated)
     if history is not None:
         history.commit(cfg, result.pool)
     return result
@@ -193,26 +200,26 @@ def saw_advantages(
 
 def saw_grpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
-    ids_sorted: bool = False, history: Optional[SawHistory] = None, **options,
+    ids_sorted: bool = False, history: Optional[SawHistory] = None, step=None, **options,
 ) -> SawResult:
     """saw_grpo on tensors (trainers whose advantages live on the GPU).
 
     rewards (N, K) float, group_ids (N,) integer (any values), response_mask (N, L) bool/int/float (NumPy
     arrays and lists are taken as tensors). options: SawConfig fields (TENSOR_API_OPTIONS). backend, ids_sorted,
-    history: as saw_advantages. Returns SawResult (advantages (N, L) float32).
+    history, step: as saw_advantages. Returns SawResult (advantages (N, L) float32).
     """
-    return _saw_tensors("grpo", rewards, group_ids, response_mask, backend, ids_sorted, history, options)
+    return _saw_tensors("grpo", rewards, group_ids, response_mask, backend, ids_sorted, history, step, options)
 
 
 def saw_gdpo_advantages(
     rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torch.Tensor, backend: Optional[str] = None,
-    ids_sorted: bool = False, history: Optional[SawHistory] = None, **options,
+    ids_sorted: bool = False, history: Optional[SawHistory] = None, step=None, **options,
 ) -> SawResult:
     """saw_gdpo on tensors; arguments as saw_grpo_advantages."""
-    return _saw_tensors("gdpo", rewards, group_ids, response_mask, backend, ids_sorted, history, options)
+    return _saw_tensors("gdpo", rewards, group_ids, response_mask, backend, ids_sorted, history, step, options)
 
 
-def _saw_tensors(mode, rewards, group_ids, response_mask, backend, ids_sorted, history, options) -> SawResult:
+def _saw_tensors(mode, rewards, group_ids, response_mask, backend, ids_sorted, history, step, options) -> SawResult:
     unknown = sorted(set(options) - set(TENSOR_API_OPTIONS))
     if unknown:
         hints = {name: difflib.get_close_matches(name, TENSOR_API_OPTIONS, n=1) for name in unknown}
@@ -224,4 +231,4 @@ def _saw_tensors(mode, rewards, group_ids, response_mask, backend, ids_sorted, h
     keys = options.pop("reward_keys", None) or tuple(f"reward_{k}" for k in range(rewards.shape[1]))
     cfg = SawConfig(reward_keys=tuple(keys), mode=mode, **options)
     return saw_advantages(rewards, group_ids, response_mask, cfg, backend=backend, ids_sorted=ids_sorted,
-                          history=history)
+                          history=history, step=step)

@@ -3,12 +3,14 @@ the specification fixes (docs/spec.md, "Conventions")."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from saw_verl.errors import SawInputError
+from saw_verl.shaping import Condition, WeightSchedule, check_step, parse_conditions, parse_weight_schedule
 
 MODES = ("grpo", "gdpo")
 PRESETS = ("paper", "official")
@@ -29,6 +31,12 @@ class SawConfig:
     delta: the paper preset's shift / fallback threshold.
     epsilon: added to the group std (verl's GRPO epsilon).
     norm_by_std: False skips the division by the group std (verl's norm_adv_by_std_in_grpo, Dr.GRPO).
+    conditions: {key: (condition key, threshold[, fill])}: key counts as its reward where the condition key's
+        reward is >= threshold, else as fill (default 0) (docs/spec.md, "Conditions and schedules"); held as
+        saw_verl.shaping.Condition records in application order.
+    weight_schedule: {step: weights (K,)} points: the static weights as a piecewise linear function of the
+        training step (saw_verl.shaping.WeightSchedule); at_step(t) gives the config at step t. Excludes
+        static_weights.
     history_decay: beta in [0, 1): Step 1 takes its statistics from a decayed pool of past steps' rewards
         (docs/spec.md, "History"), held by a saw_verl.SawHistory; 0 (the default): this step alone.
     option_names: what errors call each option, by field name, for the trainer whose user reads them
@@ -46,6 +54,8 @@ class SawConfig:
     epsilon: float = 1e-6
     norm_by_std: bool = True
     history_decay: float = 0.0
+    conditions: tuple[Condition, ...] = ()
+    weight_schedule: Optional[WeightSchedule] = None
     option_names: Optional[Mapping[str, str]] = field(default=None, compare=False, repr=False)
 
     def option(self, name: str) -> str:
@@ -65,6 +75,14 @@ class SawConfig:
             raise SawInputError(f"unknown {self.option('preset')} {self.preset!r}; expected one of {PRESETS}")
         if not isinstance(self.dynamic, bool):
             raise SawInputError(f"{self.option('dynamic')} must be true or false, got {self.dynamic!r}")
+        if self.weight_schedule is not None and self.static_weights is not None:
+            raise SawInputError(
+                f"give {self.option('static_weights')} or {self.option('weight_schedule')}, not both: the schedule "
+                "gives the static weights at every step"
+            )
+        object.__setattr__(self, "conditions", parse_conditions(self.conditions, keys, self.option("conditions")))
+        object.__setattr__(self, "weight_schedule",
+                           parse_weight_schedule(self.weight_schedule, keys, self.option("weight_schedule")))
         object.__setattr__(self, "reward_min", self._per_key("reward_min", self.reward_min, 0.0))
         object.__setattr__(
             self, "static_weights", self._per_key("static_weights", self.static_weights, 1.0)
@@ -101,6 +119,14 @@ class SawConfig:
                 raise SawInputError(f"{option}: entry for {key!r} is not finite: {number}")
             out.append(number)
         return tuple(out)
+
+    def at_step(self, step=None) -> "SawConfig":
+        """This config at training step `step`: with a weight schedule, the schedule's static weights at that step
+        (and no schedule); without one, itself. SawInputError when a schedule has no step to read."""
+        if self.weight_schedule is None:
+            return self
+        alpha = self.weight_schedule.at(check_step(step, self.option("weight_schedule")))
+        return dataclasses.replace(self, static_weights=alpha, weight_schedule=None)
 
     @property
     def num_keys(self) -> int:

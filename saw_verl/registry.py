@@ -19,10 +19,12 @@ from saw_verl.rivals.corr_grpo import corr_grpo_advantages
 from saw_verl.rivals.gd2po import check_tau, gd2po_advantages
 from saw_verl.rivals.gdpo import check_whitening, gdpo_advantages
 from saw_verl.rivals.mo_grpo import mo_grpo_advantages
+from saw_verl.shaping import condition_rewards, shaping_metrics
 
-# Options every estimator takes (SawConfig fields): the reward keys, their static weights, the group epsilon and
-# verl's norm_adv_by_std_in_grpo switch.
-SHARED_OPTIONS = {"reward_keys": None, "reward_weights": None, "epsilon": 1e-6, "norm_by_std": True}
+# Options every estimator takes (SawConfig fields): the reward keys, their static weights, the group epsilon,
+# verl's norm_adv_by_std_in_grpo switch, the conditions and the weight schedule (saw_verl.shaping).
+SHARED_OPTIONS = {"reward_keys": None, "reward_weights": None, "epsilon": 1e-6, "norm_by_std": True,
+                  "conditions": None, "weight_schedule": None}
 SAW_OPTIONS = {"preset": "paper", "dynamic": True, "reward_min": None, "delta": 1e-8, "history_decay": 0.0}
 
 
@@ -111,6 +113,8 @@ def estimator_config(estimator: Estimator, num_keys: int, options: dict, option_
         static_weights=options.get("reward_weights"),
         epsilon=options.get("epsilon", SHARED_OPTIONS["epsilon"]),
         norm_by_std=options.get("norm_by_std", SHARED_OPTIONS["norm_by_std"]),
+        conditions=options.get("conditions") or (),
+        weight_schedule=options.get("weight_schedule"),
         option_names=option_names,
         **saw_fields,
     )
@@ -118,21 +122,38 @@ def estimator_config(estimator: Estimator, num_keys: int, options: dict, option_
 
 def run_estimator(
     estimator: Estimator, rewards, group_ids, response_mask, cfg: SawConfig, own: dict[str, Any],
-    num_groups: Optional[int] = None,
+    num_groups: Optional[int] = None, step=None,
 ) -> EstimatorResult:
-    """Run `estimator` on checked options: cfg (keys, weights, epsilon, norm_by_std; SAW's own for saw_*) and its
-    own options `own` (for saw_*: history, backend). num_groups: optional hint that the ids are dense."""
-    return estimator.run(rewards, group_ids, response_mask, cfg, num_groups, **own)
+    """Run `estimator` on checked options: cfg (keys, weights, epsilon, norm_by_std, conditions, weight schedule;
+    SAW's own for saw_*) and its own options `own` (for saw_*: history, backend), at training step `step` (needed
+    with a weight schedule). In order (docs/spec.md, "Conditions and schedules"): the conditions (SAW's backends
+    apply them in their own first pass; the rivals' here, on the torch path), the schedule's alpha at `step`, the
+    estimator. num_groups: optional hint that the ids are dense. Returns its EstimatorResult with the shaping
+    statistics (saw/{key}/alpha, saw/{key}/gated_fraction)."""
+    cfg = cfg.at_step(step)
+    gated = None
+    if cfg.conditions and not estimator.saw_mode:
+        rewards = as_tensors(rewards, group_ids, response_mask)[0]
+        if rewards.dim() != 2 or rewards.shape[1] != cfg.num_keys:
+            raise SawInputError(f"rewards must be (N, K={cfg.num_keys}) for keys {list(cfg.reward_keys)}, got "
+                                f"{tuple(rewards.shape)}")
+        rewards, gated = condition_rewards(rewards, cfg.conditions)
+    result = estimator.run(rewards, group_ids, response_mask, cfg, num_groups, **own)
+    if result.saw is not None:
+        gated = result.saw.gated_fraction
+    device = result.advantages.device
+    return result._replace(shaping=shaping_metrics(cfg.static_weights, gated, cfg.conditions, device))
 
 
 def compute_advantages(
-    estimator: str, rewards, group_ids, response_mask, **options,
+    estimator: str, rewards, group_ids, response_mask, step=None, **options,
 ) -> EstimatorResult:
     """Advantages of the named estimator on tensors (CPU or CUDA; NumPy arrays and lists are taken as tensors).
 
     estimator: one of ESTIMATORS. rewards (N, K) float; group_ids (N,) integer, any values; response_mask (N, L)
-    bool/int/float. options by name: reward_keys (K names), reward_weights (K static weights), epsilon (group
-    std epsilon), norm_by_std; SAW's (preset, dynamic, reward_min, delta, history_decay, history, backend) for
+    bool/int/float. step: the training step (needed with a weight_schedule). options by name: reward_keys (K names),
+    reward_weights (K static weights), epsilon (group std epsilon), norm_by_std, conditions ({key: (condition key,
+    threshold[, fill])}), weight_schedule ({step: K weights}; excludes reward_weights); SAW's (preset, dynamic, reward_min, delta, history_decay, history, backend) for
     saw_grpo / saw_gdpo; gdpo: whitening ("token" | "sequence"); gd2po: tau (None: the hard filter).
     Returns EstimatorResult: advantages (N, L) float32 and per-key statistics (EstimatorResult.metrics).
     Unknown or misspelt options raise SawInputError with a did-you-mean.
@@ -145,4 +166,4 @@ def compute_advantages(
     if rewards.dim() != 2:
         raise SawInputError(f"rewards must be (N, K), got {tuple(rewards.shape)}")
     cfg = estimator_config(entry, rewards.shape[1], options)
-    return run_estimator(entry, rewards, group_ids, response_mask, cfg, own)
+    return run_estimator(entry, rewards, group_ids, response_mask, cfg, own, step=step)
