@@ -69,6 +69,42 @@ def reference_weights(rewards: torch.Tensor, cfg: SawConfig, past=()):
     return weights, cv, raw_mean, raw_std
 
 
+def reference_conditioned_rewards(rewards, conditions):
+    """rewards (N, K), conditions: saw_verl.shaping.Condition records (any order) -> (conditioned rewards as N lists
+    of K floats, gated fraction: K floats) (docs/spec.md, "Conditions and schedules"). Each key's value is found by
+    following its chain of conditions, row by row: a non-finite reward stays as it is, otherwise it counts where the
+    condition key's value is >= the threshold, and is the fill elsewhere."""
+    rows = torch.as_tensor(rewards, dtype=torch.float64).tolist()
+    by_key = {c.key: c for c in conditions}
+
+    def value(row, key):
+        raw = row[key]
+        if key not in by_key or not math.isfinite(raw):
+            return raw, False
+        c = by_key[key]
+        on, _ = value(row, c.on)
+        passes = not math.isnan(on) and on >= c.threshold
+        return (raw, False) if passes else (c.fill, True)
+
+    out, replaced = [], [0] * (len(rows[0]) if rows else 0)
+    for row in rows:
+        values = [value(row, key) for key in range(len(row))]
+        out.append([v for v, _ in values])
+        replaced = [count + gated for count, (_, gated) in zip(replaced, values)]
+    return out, [count / len(rows) for count in replaced]
+
+
+def reference_alpha(points, step):
+    """points: ((step, K weights), ...) with increasing steps -> the K static weights at `step`: linear between the
+    two points around it, the first point's before the first, the last point's after the last."""
+    if step <= points[0][0]:
+        return list(points[0][1])
+    for (s0, a0), (s1, a1) in zip(points, points[1:]):
+        if s0 <= step < s1:
+            return [x0 + (x1 - x0) * (step - s0) / (s1 - s0) for x0, x1 in zip(a0, a1)]
+    return list(points[-1][1])
+
+
 def reference_group_zscore(values, group_ids, epsilon: float, norm_by_std: bool = True):
     """values: N floats, group_ids: N hashables -> N z-scores within each group (docs/spec.md, Conventions)."""
     members = {}
@@ -89,15 +125,22 @@ def reference_group_zscore(values, group_ids, epsilon: float, norm_by_std: bool 
     return out
 
 
-def reference_saw_advantages(rewards, group_ids, response_mask, cfg: SawConfig, past=()) -> SawResult:
+def reference_saw_advantages(rewards, group_ids, response_mask, cfg: SawConfig, past=(), step=None) -> SawResult:
     """rewards (N, K), group_ids (N,) any hashables, response_mask (N, L) any dtype -> SawResult.
-    past: the earlier steps' rewards for the history (reference_weights); SawResult.batch_cv is this step's."""
+    past: the earlier steps' rewards for the history (reference_weights); SawResult.batch_cv is this step's.
+    With cfg.conditions, every step's rewards are conditioned first (SawResult.gated_fraction: this step's); with
+    cfg.weight_schedule, alpha is the schedule's at `step`."""
+    gated = None
+    if cfg.conditions:
+        past = [reference_conditioned_rewards(old, cfg.conditions)[0] for old in past]
+        rewards, gated = reference_conditioned_rewards(rewards, cfg.conditions)
     rewards = torch.as_tensor(rewards, dtype=torch.float64)
     n, k = rewards.shape
     weights, cv, raw_mean, raw_std = reference_weights(rewards, cfg, past)
     batch_cv = reference_weights(rewards, cfg)[1]
     ids = [g.item() if isinstance(g, torch.Tensor) else g for g in group_ids]
-    coef = [weights[d] * cfg.static_weights[d] for d in range(k)]
+    alpha = cfg.static_weights if cfg.weight_schedule is None else reference_alpha(cfg.weight_schedule.points, step)
+    coef = [weights[d] * alpha[d] for d in range(k)]
     columns = [[float(rewards[j, d]) for j in range(n)] for d in range(k)]
     if cfg.mode == "grpo":
         summed = [sum(coef[d] * columns[d][j] for d in range(k)) for j in range(n)]
@@ -116,4 +159,5 @@ def reference_saw_advantages(rewards, group_ids, response_mask, cfg: SawConfig, 
     advantages = torch.tensor(row_value, dtype=torch.float64)[:, None] * mask
     advantages = torch.where(mask != 0, advantages, 0.0)  # masked tokens: +0.0, never -0.0
     as64 = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
-    return SawResult(advantages.float(), as64(weights), as64(cv), as64(raw_mean), as64(raw_std), as64(batch_cv))
+    return SawResult(advantages.float(), as64(weights), as64(cv), as64(raw_mean), as64(raw_std), as64(batch_cv),
+                     gated_fraction=None if gated is None else as64(gated))

@@ -62,7 +62,7 @@ def saw_estimator_result(result: SawResult) -> EstimatorResult:
     return EstimatorResult(result.advantages, per_key, {}, "saw", result)
 
 
-_SAW_OWN = {**SAW_OPTIONS, "history": None, "backend": None}
+_SAW_OWN = {"history": None, "backend": None}  # SAW_OPTIONS are SawConfig fields (estimator_config)
 REGISTRY: dict[str, Estimator] = {
     estimator.name: estimator
     for estimator in (
