@@ -25,6 +25,7 @@ from saw_verl.shaping import condition_rewards, shaping_metrics
 # verl's norm_adv_by_std_in_grpo switch, the conditions and the weight schedule (saw_verl.shaping).
 SHARED_OPTIONS = {"reward_keys": None, "reward_weights": None, "epsilon": 1e-6, "norm_by_std": True,
                   "conditions": None, "weight_schedule": None}
+TENSOR_API_NAMES = {"static_weights": "reward_weights"}  # SawConfig fields the tensor API names otherwise
 SAW_OPTIONS = {"preset": "paper", "dynamic": True, "reward_min": None, "delta": 1e-8, "history_decay": 0.0}
 
 
@@ -115,7 +116,7 @@ def estimator_config(estimator: Estimator, num_keys: int, options: dict, option_
         norm_by_std=options.get("norm_by_std", SHARED_OPTIONS["norm_by_std"]),
         conditions=options.get("conditions") or (),
         weight_schedule=options.get("weight_schedule"),
-        option_names=option_names,
+        option_names=option_names or TENSOR_API_NAMES,
         **saw_fields,
     )
 
