@@ -185,11 +185,17 @@ def check_step(step, option: str) -> float:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def _alpha_tensor(alpha: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """alpha (K,) float64 on `device`, made once per value (a schedule holds flat outside its points)."""
+    return torch.tensor(alpha, dtype=torch.float64, device=device)
+
+
 def shaping_metrics(alpha: Sequence[float], gated_fraction: Optional[torch.Tensor],
                     conditions: Sequence[Condition], device) -> dict:
     """The saw/{key}/alpha and saw/{key}/gated_fraction statistics: name -> ((C,) float64 tensor on `device`, the
     key indices they are for), as EstimatorResult.shaping holds them; gated_fraction (K,) from the estimator."""
-    out = {"alpha": (torch.tensor(alpha, dtype=torch.float64, device=device), tuple(range(len(alpha))))}
+    out = {"alpha": (_alpha_tensor(tuple(alpha), torch.device(device)), tuple(range(len(alpha))))}
     if conditions and gated_fraction is not None:
         keys = tuple(sorted(c.key for c in conditions))
         out["gated_fraction"] = (gated_fraction[list(keys)], keys)
