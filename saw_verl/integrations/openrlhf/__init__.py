@@ -28,8 +28,8 @@ up to float32 rounding here), puts the value on the last response token and, wit
 on every response token: the spec's ``A(j) * response_mask``. ``--saw.conditions`` gate the rewards first and
 ``--saw.weight_schedule`` gives the static weights at OpenRLHF's ``global_step`` (handed over by a wrapper of
 ``BasePPOTrainer.train_step``; docs/openrlhf.md). Metrics ``saw/{key}/{weight,cv,mean,std}``, ``saw/{key}/alpha``
-and, for a conditioned key, ``saw/{key}/gated_fraction`` go through ``Experience.info`` as (B,) tensors. With ``--saw.history_decay`` the history pool travels in the
-checkpoints' client states (:mod:`.checkpoints`).
+and, for a conditioned key, ``saw/{key}/gated_fraction`` go through ``Experience.info`` as (B,) tensors. With
+``--saw.history_decay`` the history pool travels in the checkpoints' client states (:mod:`.checkpoints`).
 
 Where this differs from the specification (docs/spec.md) and from verl:
 - saw_gdpo whitens over rollouts (each rollout weight 1; unbiased variance, eps 1e-8), not over
