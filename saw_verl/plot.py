@@ -18,7 +18,8 @@ Each METRICS holds one run (or, for a recipe's metrics.csv, several), read from 
 A run is labelled "<method> seed <n>" when that is known (a metrics.csv, or a file or folder named
 `<method>_seed<n>`), else by its folder; runs that would share a label get their path added.
 The figure has one column per run (five per row): on top the SAW weight of each reward key, below its
-batch mean.
+batch mean; then, where a run logged them, its static weight `saw/{key}/alpha` (a weight schedule's value at
+each step) and, for a conditioned key, `saw/{key}/gated_fraction` (the share its condition set to the fill).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from pathlib import Path
 
 Series = dict[str, list[tuple[int, float]]]  # metric name -> [(step, value)] in step order
 Run = tuple[str, Series]  # (label, metrics)
-STAT_PREFIX, WEIGHT, MEAN = "saw/", "weight", "mean"
-Y_LABELS = {WEIGHT: "SAW weight $w_k$", MEAN: "reward batch mean"}
+STAT_PREFIX, WEIGHT, MEAN, ALPHA, GATED = "saw/", "weight", "mean", "alpha", "gated_fraction"
+Y_LABELS = {WEIGHT: "SAW weight $w_k$", MEAN: "reward batch mean", ALPHA: r"static weight $\alpha_k$",
+            GATED: "share gated by its condition"}
 RUN_NAME = re.compile(r"(?P<method>.+)_seed(?P<seed>\d+)")  # the recipes' run folders and experiment names
 COLUMNS = 5
 
@@ -164,8 +166,15 @@ def labelled_runs(paths: list[str | Path]) -> list[Run]:
     return [(f"{label} ({path})" if counts[label] > 1 else label, series) for path, label, series in found]
 
 
+def shown_statistics(runs: list[Run]) -> list[str]:
+    """The rows of each run's column: weight and mean, then alpha and gated_fraction where some run logged them."""
+    logged = {name.rsplit("/", 1)[-1] for _, series in runs for name in series if name.startswith(STAT_PREFIX)}
+    return [WEIGHT, MEAN] + [stat for stat in (ALPHA, GATED) if stat in logged]
+
+
 def plot_runs(paths: list[str | Path], out: str | Path, title: str | None = None) -> Path:
-    """Write the figure (per run: weights above reward means; five runs a row) to `out`; returns its path."""
+    """Write the figure (per run: weights above reward means, then the static weights and gated shares where
+    logged; five runs a row) to `out`; returns its path."""
     try:
         import matplotlib
 
@@ -176,14 +185,15 @@ def plot_runs(paths: list[str | Path], out: str | Path, title: str | None = None
     runs = labelled_runs(paths)
     keys = list(dict.fromkeys(key for _, series in runs for key in reward_keys(series)))
     colors = {key: f"C{i % 10}" for i, key in enumerate(keys)}
+    stats = shown_statistics(runs)
     columns = min(len(runs), COLUMNS)
     blocks = math.ceil(len(runs) / columns)
-    fig, axes = plt.subplots(2 * blocks, columns, figsize=(4.8 * columns + 1, 7.2 * blocks), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(len(stats) * blocks, columns, figsize=(4.8 * columns + 1, 3.6 * len(stats) * blocks),
+                             sharex=True, squeeze=False)
     for index in range(blocks * columns):
         block, col = divmod(index, columns)
-        for row, stat in enumerate((WEIGHT, MEAN)):
-            ax = axes[2 * block + row][col]
+        for row, stat in enumerate(stats):
+            ax = axes[len(stats) * block + row][col]
             if index >= len(runs):
                 ax.set_visible(False)
                 continue
@@ -197,7 +207,7 @@ def plot_runs(paths: list[str | Path], out: str | Path, title: str | None = None
             ax.set_ylabel(Y_LABELS[stat])
             if row == 0:
                 ax.set_title(label)
-            else:
+            if row == len(stats) - 1:
                 ax.set_xlabel("training step")
     handles = [plt.Line2D([], [], color=colors[key], label=key) for key in keys]
     fig.suptitle(title or "SAW weights and reward means per step")

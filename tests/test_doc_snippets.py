@@ -49,9 +49,11 @@ SNIPPETS = {  # (file, a fragment of exactly one of its code blocks) -> the test
     ("README.md", "-m pytest"): "test_readme_test_command_is_what_ci_runs",
     ("docs/trl.md", "pip install"): "test_pip_installs_name_existing_extras",
     ("docs/trl.md", "SAWGRPOTrainer("): "test_trl_snippet_trains_on_cpu",
+    ("docs/trl.md", "saw_weight_schedule="): "test_trl_shaping_snippet_configures_what_it_says",
     ("docs/openrlhf.md", "pip install"): "test_pip_installs_name_existing_extras",
     ("docs/openrlhf.md", "def reward_func"): "test_openrlhf_reward_function_returns_the_launchers_keys",
     ("docs/openrlhf.md", "python -m saw_verl.integrations.openrlhf"): "test_openrlhf_command_reaches_train_ppo_ray",
+    ("docs/openrlhf.md", "--saw.weight_schedule"): "test_openrlhf_shaping_flags_configure_what_they_say",
     ("docs/verl.md", "VERL_USE_EXTERNAL_MODULES"): "test_verl_external_modules_snippet",
     ("docs/backends.md", "saw_advantages("): "test_backends_snippet",
     ("docs/estimators.md", "compute_advantages("): "test_estimators_snippet",
@@ -195,6 +197,26 @@ def test_trl_snippet_trains_on_cpu(doc, tiny_model_path, tmp_path, monkeypatch, 
     assert {"saw/format_reward/weight", "saw/correct_reward/weight"} <= set(trainer.state.log_history[-1])
 
 
+def test_trl_shaping_snippet_configures_what_it_says(tmp_path, monkeypatch):
+    pytest.importorskip("trl")
+    from saw_verl.integrations.trl import SAWGRPOConfig
+    from saw_verl.integrations.trl.trainer import build_saw_config
+
+    monkeypatch.chdir(tmp_path)  # output_dir="out"
+    namespace = {"torch": torch, "SAWGRPOConfig": SAWGRPOConfig}
+    exec(snippet("docs/trl.md", "saw_weight_schedule="), namespace)
+    assert_shaping_as_documented(build_saw_config(namespace["args"], ["format_reward", "correct_reward"], None))
+
+
+def assert_shaping_as_documented(cfg):
+    """The docs' example: format gated on correct >= 1.0 (fill 0); alpha [0.2, 1] at step 0 to [1, 1] at 100."""
+    assert cfg.at_step(0).static_weights == (0.2, 1.0) and cfg.at_step(100).static_weights == (1.0, 1.0)
+    assert cfg.at_step(50).static_weights == pytest.approx((0.6, 1.0))
+    keys = list(cfg.reward_keys)
+    (gate,) = [(keys[c.key], keys[c.on], c.threshold, c.fill) for c in cfg.conditions]
+    assert gate in {("format", "correct", 1.0, 0.0), ("format_reward", "correct_reward", 1.0, 0.0)}
+
+
 # OpenRLHF
 
 
@@ -231,6 +253,17 @@ def test_openrlhf_command_reaches_train_ppo_ray(doc, monkeypatch):
     cfg = config_from_env(seen["init"]["runtime_env"]["env_vars"])
     assert (cfg.mode, list(cfg.reward_keys)) == ("gdpo", flag_value(argv, "--saw.reward_keys").split(","))
     assert list(cfg.reward_min) == [float(m) for m in flag_value(argv, "--saw.reward_min").split(",")]
+
+
+def test_openrlhf_shaping_flags_configure_what_they_say():
+    pytest.importorskip("openrlhf", reason="OpenRLHF not installed: scripts/install_matrix.sh openrlhf runs this")
+    from saw_verl.integrations.openrlhf import launcher
+    from saw_verl.integrations.openrlhf.options import config_from_env
+
+    argv = openrlhf_command("docs/openrlhf.md")
+    weights = argv.index("--saw.reward_weights")
+    argv = argv[:weights] + argv[weights + 2:] + command_words(snippet("docs/openrlhf.md", "--saw.weight_schedule"))
+    assert_shaping_as_documented(config_from_env(launcher.prepare(argv).runtime_env["env_vars"]))
 
 
 # Tensor API

@@ -248,3 +248,38 @@ def test_rival_clip_range_that_clips_is_refused(experience_maker, monkeypatch):
     batches = bad_batches(torch.Generator().manual_seed(15))
     assert_refused(experience_maker, batches, make_args(4, clip_range=(-0.1, 0.1)),
                    r"--reward.clip_range -0.1 0.1 clips mo_grpo's advantages")
+
+
+@pytest.mark.parametrize("estimator", ["saw_grpo", "mo_grpo"])
+def test_conditions_and_schedule_at_the_trainer_step_equal_hand_gated_static_weights(experience_maker, monkeypatch,
+                                                                                     estimator):
+    """--saw.conditions and --saw.weight_schedule at the step train_step hands the experience maker: the advantages
+    of the hand-gated rewards with the schedule's weights at that step (the fit test in test_openrlhf_checkpoints.py
+    runs train_step itself)."""
+    from saw_verl.integrations.openrlhf.advantages import STEP_ATTRIBUTE
+    from saw_verl.registry import compute_advantages
+
+    generator = torch.Generator().manual_seed(3)
+    keys, group_size = ("correct", "format", "length"), 4
+    enable_saw(monkeypatch, estimator, keys, conditions={"length": ("format", 0.5, -1.0)},
+               weight_schedule={0: [1.0, 1.0, 0.0], 10: [1.0, 0.0, 2.0]})
+    rewards = random_rewards(generator, 3, group_size, keys)
+    maker = make_maker(experience_maker, make_args(group_size, clip_range=(-1e9, 1e9)))
+    with pytest.raises(SawInputError, match=r"--saw.weight_schedule needs OpenRLHF's global step"):
+        maker.compute_advantages_and_returns(make_micro_batches(rewards, generator))
+    setattr(maker, STEP_ATTRIBUTE, 4)
+    out = maker.compute_advantages_and_returns(make_micro_batches(rewards, generator))
+    matrix = torch.stack([rewards[key] for key in keys], dim=1).float().double()
+    gated = matrix[:, 1] < 0.5
+    matrix[gated, 2] = -1.0
+    n, alpha = matrix.shape[0], [1.0, 0.6, 0.8]
+    expected = compute_advantages(estimator, matrix, torch.arange(n) // group_size, torch.ones(n, 1),
+                                  reward_keys=keys, reward_weights=alpha)
+    for experience in out:
+        rows = torch.tensor(experience.index)
+        mask = experience.action_mask.double()
+        assert_close(experience.advantages * mask, expected.advantages[rows, 0:1].double() * mask, 2e-5, estimator)
+        for key, value in zip(keys, alpha):
+            assert_close(experience.info[f"saw/{key}/alpha"], torch.full((len(rows),), value), 1e-7, "alpha")
+        fraction = torch.full((len(rows),), gated.double().mean().item())
+        assert_close(experience.info["saw/length/gated_fraction"], fraction, 1e-7, "gated_fraction")

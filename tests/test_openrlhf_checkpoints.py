@@ -1,4 +1,5 @@
-"""SAW's history pool through OpenRLHF's REAL checkpoint path, saved at one step and resumed from.
+"""SAW's history pool and a weight schedule's step through OpenRLHF's REAL checkpoint path, saved at one step and
+resumed from.
 
 The real ``BasePPOTrainer`` (wrapped by SAW's setup hook) trains on the real ``compute_advantages_and_returns``; its
 ``save_logs_and_checkpoints`` hands the client states to the real ``PolicyModelActor.save_checkpoint``, whose
@@ -6,7 +7,9 @@ The real ``BasePPOTrainer`` (wrapped by SAW's setup hook) trains on the real ``c
 resumes as OpenRLHF does: ``DeepspeedStrategy.load_ckpt`` in the actor, then ``init_checkpoint_states`` through the
 actor's ``get_checkpoint_states``. In-process stand-ins: the Ray actor group (it calls the actor's methods
 directly), ``ray.get`` (returns what it is given), CUDA's synchronize (a no-op) and DeepSpeed's shared-memory
-collectives (not built: one process).
+collectives (not built: one process). The schedule's test runs the real ``PPOTrainer.fit`` and ``train_step`` with
+stand-ins for what needs GPUs and models: the rollouts (prebuilt Experiences), the models' forward passes, the
+actor's PPO update (it records the experiences it is handed, whose ``info`` OpenRLHF logs) and vLLM.
 """
 
 from __future__ import annotations
@@ -83,9 +86,10 @@ def trainer_args(ckpt_path):
     return args
 
 
-def make_trainer(openrlhf, ckpt_path, resume: bool):
-    """A real BasePPOTrainer whose actor group is one real PolicyModelActor holding a tiny DeepSpeed engine; with
-    `resume`, the actor has loaded the latest checkpoint under ckpt_path as its init_model_from_pretrained does."""
+def make_trainer(openrlhf, ckpt_path, resume: bool, trainer_class=None):
+    """A real BasePPOTrainer (or `trainer_class`, built by BasePPOTrainer's __init__) whose actor group is one real
+    PolicyModelActor holding a tiny DeepSpeed engine; with `resume`, the actor has loaded the latest checkpoint under
+    ckpt_path as its init_model_from_pretrained does."""
     strategy = openrlhf.strategy.DeepspeedStrategy(args=trainer_args(ckpt_path))
     model = torch.nn.Linear(4, 2)
     engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters()), config={
@@ -97,7 +101,11 @@ def make_trainer(openrlhf, ckpt_path, resume: bool):
     actor.checkpoint_states = {}
     if resume:
         _, actor.checkpoint_states = strategy.load_ckpt(engine, os.path.join(ckpt_path, "_actor"))
-    return openrlhf.trainer.BasePPOTrainer(strategy, InProcessActorGroup(actor), None, None, None, None, None)
+    trainer_class = trainer_class or openrlhf.trainer.BasePPOTrainer
+    trainer = trainer_class.__new__(trainer_class)
+    group = InProcessActorGroup(actor)
+    openrlhf.trainer.BasePPOTrainer.__init__(trainer, strategy, group, None, None, None, None, None)
+    return trainer
 
 
 def train_step(trainer, rewards) -> dict:
@@ -182,3 +190,77 @@ def test_best_checkpoints_carry_the_pool_too_and_a_fresh_run_keeps_its_own(openr
     fresh = make_trainer(openrlhf, tmp_path / "elsewhere", resume=False)
     assert fresh.init_checkpoint_states()["global_step"] == 0
     assert histories.get(cfg).pool is pool
+
+
+CONDITIONS = {"format": ("correct", 1.0)}  # format counts where correct >= 1, else as 0
+SCHEDULE = [(0, [1.0, 0.0]), (4, [1.0, 2.0])]  # alpha at step t: [1, t / 2]
+
+
+class RolloutStandIn:
+    """The samples generator and prompt loader of PPOTrainer: yields one step's prebuilt rollouts (Experience
+    micro-batches, as the models' forward passes would leave them) per call, for `steps` steps."""
+
+    def __init__(self, steps):
+        self.steps, self.served = list(steps), 0
+
+    def generate_samples(self, **kwargs):
+        step = self.steps[self.served]
+        self.served += 1
+        batches = make_micro_batches(step_rewards(step), torch.Generator().manual_seed(step))
+        for batch in batches:
+            batch.sequences = torch.zeros(batch.action_mask.shape, dtype=torch.long)
+            batch.response_length = batch.action_mask.sum(dim=1).float()
+            batch.truncated = torch.zeros(len(batch.index), dtype=torch.bool)
+            batch.info["reward"] = batch.rewards.clone()
+        return batches, 1.0, 4, self.served == len(self.steps)
+
+    def __len__(self):
+        return len(self.steps)
+
+    def state_dict(self):
+        return {"served": self.served}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def fit(openrlhf, ckpt_path, resume: bool, steps) -> list:
+    """The real PPOTrainer.fit over `steps` steps' rollouts (stand-ins: module docstring), saving a checkpoint every
+    step; returns, per step, the info of the experiences the actor was handed to train on."""
+    trainer = make_trainer(openrlhf, ckpt_path, resume, openrlhf.trainer.PPOTrainer.__ray_actor_class__)
+    trainer.args.train.num_episodes = 1
+    trainer.args.algo.dynamic_filtering_enable = False
+    trainer.args.eval = SimpleNamespace(steps=float("inf"))
+    trainer.samples_generator = trainer.prompts_dataloader = RolloutStandIn(steps)
+    trainer.generate_kwargs, trainer.eval_dataloader = {}, None
+    trainer.tokenizer = SimpleNamespace(decode=lambda ids, **kwargs: ["a completion"])
+    trainer.experience_maker.split_rollout_samples = lambda samples: samples
+    trainer.experience_maker.make_experience = lambda samples: samples  # the models' forward passes
+    trainer.broadcast_to_vllm = lambda: None
+    trained = []
+
+    def append(method_name, experience):  # the actor group's "append": what the actor trains on and logs
+        trained.append({name: torch.cat([e.info[name] for e in experience]) for name in experience[0].info})
+        return []
+
+    trainer.actor_model_group.async_run_method_batch = append
+    trainer.ppo_train = lambda global_steps: {}
+    trainer.fit()
+    return trained
+
+
+def test_schedule_and_conditions_over_two_steps_and_a_resume(openrlhf, tmp_path, monkeypatch):
+    env = saw_runtime_env("saw_gdpo", KEYS, conditions=CONDITIONS, weight_schedule=SCHEDULE)
+    monkeypatch.setenv(ENV_VAR, env["env_vars"][ENV_VAR])
+    steps = fit(openrlhf, tmp_path, resume=False, steps=[0, 1])
+    steps += fit(openrlhf, tmp_path, resume=True, steps=[2])  # fit resumes at the checkpoint's global_step 2
+    assert len(steps) == 3
+    for t, info in enumerate(steps):
+        rewards = step_rewards(t)
+        gated = rewards["correct"] < 1.0
+        for key, alpha in zip(KEYS, (1.0, t / 2)):
+            assert torch.equal(info[f"saw/{key}/alpha"], torch.full((16,), alpha))
+        assert torch.equal(info["saw/format/gated_fraction"], torch.full((16,), gated.double().mean().item()))
+        assert "saw/correct/gated_fraction" not in info
+        format_mean = torch.where(gated, 0.0, rewards["format"]).mean().item()  # SAW's statistics: conditioned
+        assert info["saw/format/mean"][0].item() == pytest.approx(format_mean, rel=1e-6)

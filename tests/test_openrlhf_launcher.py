@@ -65,6 +65,23 @@ def test_rival_rewrite(estimator):
     assert (cfg.reward_keys, cfg.static_weights) == (("correct", "format"), (1.0, 0.5))
 
 
+SHAPING = ["--saw.conditions", "format=correct:1.0, len=format:0.5:-1", "--saw.weight_schedule", "0:1,0,0;100:1,1,0.5"]
+
+
+@pytest.mark.parametrize("estimator", ["saw_grpo", "saw_gdpo", "gdpo", "mo_grpo", "corr_grpo"])
+def test_conditions_and_schedule_round_trip_for_every_estimator(estimator):
+    launch = launcher.prepare(BASE + saw(estimator, "correct,format,len", *SHAPING))
+    payload = saw_payload(launch)
+    assert payload["conditions"] == {"format": ["correct", 1.0, 0.0], "len": ["format", 0.5, -1.0]}
+    assert payload["weight_schedule"] == [[0, [1.0, 0.0, 0.0]], [100, [1.0, 1.0, 0.5]]]
+    assert "reward_weights" not in payload, "the schedule replaces the static weights"
+    cfg = config_from_env(launch.runtime_env["env_vars"])
+    assert [(c.key, c.on, c.threshold, c.fill) for c in cfg.conditions] == [(1, 0, 1.0, 0.0), (2, 1, 0.5, -1.0)]
+    assert cfg.at_step(50).static_weights == (1.0, 0.5, 0.25)
+    plain = saw_payload(launcher.prepare(BASE + saw(estimator, "correct,format")))
+    assert "conditions" not in plain and "weight_schedule" not in plain and plain["reward_weights"] == [1.0, 1.0]
+
+
 def test_saw_grpo_rewrite_keeps_clip_range_and_equals_form():
     clip = ["--reward.clip_range", "-5", "5"]
     launch = launcher.prepare(BASE + clip + ["--algo.advantage.estimator=saw_grpo", "--saw.reward_keys", "a"])
@@ -112,6 +129,23 @@ def test_kl_in_reward_is_warned_about(caplog):
         (saw("saw_gdpo", "a", "--reward.stop_properly_penalty_coef=0"), r"--reward.stop_properly_penalty_coef"),
         (["--advantage_estimator", "saw_gdpo", "--saw.reward_keys", "a"], r"OpenRLHF < 0.10.2's spelling"),
         (saw("saw_grpo", "a", "--algo.advantage.no_std_norm"), r"--algo.advantage.no_std_norm is not applied by"),
+        (saw("saw_grpo", "a,b", "--saw.conditions", "a=b"), r"--saw.conditions 'a=b': 'a=b' is not KEY=CONDITION_KEY"),
+        (saw("saw_grpo", "a,b", "--saw.conditions", "a=b:x"), r"--saw.conditions must be a number, got 'x'"),
+        (saw("saw_grpo", "a,b", "--saw.conditions", "a=b:1,a=b:2"), r"--saw.conditions .*'a' has two conditions"),
+        (saw("gdpo", "a,b", "--saw.conditions", "a=c:1"), r"--saw.conditions\['a'\]: unknown condition key 'c'"),
+        (saw("mo_grpo", "a,b", "--saw.conditions", "a=a:1"), r"--saw.conditions\['a'\]: a key cannot be gated on it"),
+        (saw("saw_gdpo", "a,b", "--saw.conditions", "a=b:1,b=a:1"), r"--saw.conditions: the conditions loop"),
+        (saw("saw_gdpo", "a,b", "--saw.conditions", "a=b:inf"), r"--saw.conditions\['a'\] threshold must be a finite"),
+        (saw("saw_grpo", "a,b", "--saw.weight_schedule", "x:1,1"), r"--saw.weight_schedule 'x:1,1': 'x:1,1' is not "
+         r"STEP:W_1,...,W_K"),
+        (saw("saw_grpo", "a,b", "--saw.weight_schedule", "0:1"), r"--saw.weight_schedule: the weights at step 0 must "
+         r"be one per reward key \['a', 'b'\]; got 1"),
+        (saw("corr_grpo", "a,b", "--saw.weight_schedule", "9:1,1;3:1,0"),
+         r"--saw.weight_schedule: steps must increase"),
+        (saw("saw_gdpo", "a,b", "--saw.weight_schedule", "0:1,-1"), r"--saw.weight_schedule: weight of 'b' at step 0 "
+         "is negative"),
+        (saw("saw_gdpo", "a,b", "--saw.weight_schedule", "0:1,1", "--saw.reward_weights", "1,1"),
+         r"give --saw.reward_weights or --saw.weight_schedule, not both"),
     ],
 )
 def test_bad_command_lines_are_refused(extra, match):

@@ -59,7 +59,8 @@ def test_setup_hook_patches_openrlhf_in_a_nested_actor():
                 "pending": pending,
                 "wrapped": getattr(method, "saw_verl_wrapped", False),
                 "checkpoints_wrapped": [getattr(getattr(trainer, name), "saw_verl_wrapped", False)
-                                        for name in ("save_logs_and_checkpoints", "init_checkpoint_states")],
+                                        for name in ("save_logs_and_checkpoints", "init_checkpoint_states",
+                                                     "train_step")],
                 "env": os.environ.get(ENV_VAR),
                 "advantages": advantages,
             }
@@ -81,6 +82,7 @@ def test_setup_hook_patches_openrlhf_in_a_nested_actor():
     assert report["loaded_at_start"] == [], "the setup hook must not import OpenRLHF, DeepSpeed, vLLM or transformers"
     assert report["pending"], "the setup hook registered the lazy patch before OpenRLHF was imported"
     assert report["wrapped"], "importing the experience maker applied the patch"
-    assert report["checkpoints_wrapped"] == [True, True], "importing the trainer made its checkpoints carry the pool"
+    assert report["checkpoints_wrapped"] == [True, True, True], (
+        "importing the trainer made its checkpoints carry the pool and its train_step hand over the step")
     assert report["env"] == saw["env_vars"][ENV_VAR]
     assert_close(report["advantages"], EXAMPLE_ADVANTAGES[("gdpo", True)], 1e-5, "saw_gdpo in the Ray actor")

@@ -173,3 +173,36 @@ def test_bad_inputs_exit_with_the_file_named(tmp_path, capsys):
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_alpha_and_gated_fraction_get_their_rows_where_logged(tmp_path, monkeypatch, trl_state, tensorboard_dir):
+    """A run with a weight schedule and a condition (saw/{key}/alpha, saw/format_reward/gated_fraction) next to one
+    without: every column gets the two extra rows, with the logged values in the run that has them."""
+    import matplotlib.pyplot as plt
+
+    trainer_utils = pytest.importorskip("transformers.trainer_callback")
+    state = trainer_utils.TrainerState()
+    for step in STEPS:
+        shaping = {f"saw/{key}/alpha": 1.0 + k * step / 4 for k, key in enumerate(KEYS)}
+        state.log_history.append({**step_data(step), **shaping, "saw/format_reward/gated_fraction": step / 8,
+                                  "step": step})
+    shaped = tmp_path / "scheduled_seed1" / "trainer_state.json"
+    shaped.parent.mkdir()
+    state.save_to_json(str(shaped))
+    (_, series), = plot.read_runs(shaped)
+    assert series["saw/correct_reward/alpha"] == [(s, 1.0 + s / 4) for s in STEPS]
+    assert series["saw/format_reward/gated_fraction"] == [(s, s / 8) for s in STEPS]
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot.main([str(shaped), str(tensorboard_dir), "-o", str(tmp_path / "shaped.png")])
+    axes = figures[0].axes
+    assert len(axes) == 4 * 2 and [ax.get_ylabel() for ax in axes[::2]] == [
+        "SAW weight $w_k$", "reward batch mean", r"static weight $\alpha_k$", "share gated by its condition"]
+    alpha_lines = {line.get_label(): list(line.get_ydata()) for line in axes[4].get_lines()}
+    assert alpha_lines == {"correct_reward": [1.25, 1.5, 1.75], "format_reward": [1.0, 1.0, 1.0]}
+    assert [list(line.get_ydata()) for line in axes[6].get_lines() if len(line.get_ydata())] == [[0.125, 0.25, 0.375]]
+    assert not any(len(line.get_ydata()) for line in axes[5].get_lines() + axes[7].get_lines())  # nothing logged
+    monkeypatch.undo()
+    plt.close(figures[0])
+    assert plot.shown_statistics(plot.read_runs(trl_state)) == ["weight", "mean"]

@@ -78,3 +78,41 @@ def test_trl_parser_cli_alone_and_bad_choice(tmp_path):
         parser.parse_args_and_config(
             args=base + ["--saw_estimator", "saw_grpo", "--multi_objective_aggregation", "normalize_then_sum"]
         )
+
+
+def test_conditions_and_schedule_from_yaml_and_cli_json(tmp_path):
+    yaml_path = tmp_path / "saw.yaml"
+    yaml_path.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\nreport_to: none\n"
+                         "saw_conditions: {format: [correct, 1.0, -1.0]}\n"
+                         "saw_weight_schedule: {0: [1, 0], 100: [1, 1]}\n")
+    parser = TrlParser((SAWGRPOConfig,))
+    (from_yaml,) = parser.parse_args_and_config(args=["--config", str(yaml_path)])
+    assert from_yaml.saw_conditions == {"format": ["correct", 1.0, -1.0]}
+    assert from_yaml.saw_weight_schedule == [[0, [1, 0]], [100, [1, 1]]] and from_yaml.reward_weights is None
+    cli = ["--config", str(yaml_path), "--saw_conditions", '{"len": ["format", 0.5]}',
+           "--saw_weight_schedule", '{"0": [1, 0.5], "10": [2, 1]}']
+    (from_cli,) = parser.parse_args_and_config(args=cli)
+    assert from_cli.saw_conditions == {"len": ["format", 0.5]}
+    assert from_cli.saw_weight_schedule == [[0, [1, 0.5]], [10, [2, 1]]]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"saw_weight_schedule": {0: [1, 0]}, "reward_weights": [1, 1]},
+         "give reward_weights or saw_weight_schedule, not both"),
+        ({"saw_weight_schedule": '{"0": [1, 0], "0": [2, 1]'}, "saw_weight_schedule is not valid JSON"),
+        ({"saw_weight_schedule": {10: [1, 0], 5: [1, 1]}}, r"saw_weight_schedule: steps must increase; step 5"),
+        ({"saw_weight_schedule": {"-1": [1, 0]}}, r"saw_weight_schedule: step '-1' is not an integer >= 0"),
+        ({"saw_weight_schedule": {0: [1, 0], 5: [1]}}, r"saw_weight_schedule: the weights at step 5 must be one per"),
+        ({"saw_conditions": {"format": ["format", 1.0]}},
+         r"saw_conditions\['format'\]: a key cannot be gated on itself"),
+        ({"saw_conditions": {"a": ["b", 1.0], "b": ["a", 1.0]}},
+         r"saw_conditions: the conditions loop \(a -> b -> a\)"),
+        ({"saw_conditions": {"a": ["b", "inf"]}}, r"saw_conditions\['a'\] threshold must be a finite number"),
+        ({"saw_conditions": '["a", "b", 1]'}, "saw_conditions must map a reward function to"),
+    ],
+)
+def test_bad_conditions_and_schedules_raise(tmp_path, options, message):
+    with pytest.raises(SawInputError, match=message):
+        config(tmp_path, **options)

@@ -72,6 +72,19 @@ class RecordingGRPO(Recording, GRPOTrainer):
     pass
 
 
+class RawRewards(GRPOTrainer):
+    """Keeps TRL's rewards as they reach SAWGRPOTrainer, before its conditions (below it in the MRO)."""
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self.raw_rewards = getattr(self, "raw_rewards", []) + [rewards.clone()]
+        return rewards
+
+
+class RecordingShapedSAW(Recording, SAWGRPOTrainer, RawRewards):
+    pass
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny_qwen2"), chat_template=PLAIN_TEMPLATE)
@@ -197,6 +210,10 @@ def test_infinite_reward_names_function_and_row(model_dir, tmp_path):
     "options, message",
     [
         ({"saw_reward_min": [0.0]}, r"saw_reward_min has 1 entries but there are 3 reward keys \['sum_mod5'"),
+        ({"saw_conditions": {"sum_mod5": ["correct", 1.0]}}, r"saw_conditions\['sum_mod5'\]: unknown condition key "
+         r"'correct'; the reward keys are \['sum_mod5', 'first_mod3', 'constant'\]"),
+        ({"saw_weight_schedule": {0: [1.0, 1.0]}, "reward_weights": None},
+         r"saw_weight_schedule: the weights at step 0 must be one per reward key \['sum_mod5', 'first_mod3', "),
         ({"saw_preset": "fast"}, "unknown saw_preset 'fast'"),
         ({"saw_delta": 0.0}, "saw_delta must be a finite number > 0"),
         ({"reward_weights": [1.0, -1.0, 1.0]}, "reward_weights: weight of 'first_mod3' is negative"),
@@ -258,3 +275,43 @@ def test_two_ranks_hold_the_same_history(model_dir, tmp_path):
     assert ranks[0] == ranks[1] and ranks[0]["world_size"] == 2
     history = ranks[0]["history"]
     assert history["steps"] == 2 and history["pool"][0] == [0.5 * 16 + 16] * 2  # W after 2 gathered batches of 16
+
+
+CONDITIONS = {"sum_mod5": ["first_mod3", 1.0]}  # sum_mod5 counts where first_mod3 >= 1, else as 0
+SCHEDULE = {0: [1.0, 0.5, 2.0], 4: [1.0, 2.5, 0.0]}  # alpha at step t: [1, 0.5 + t / 2, 2 - t / 2]
+
+
+def assert_conditioned_and_scheduled(trainer, first_step: int, steps: int, estimator: str):
+    """Training steps first_step.. of `trainer`: the rewards TRL aggregated are the hand-gated raw ones, its
+    weights are the reference's on them times the schedule's alpha at the step, and the logs hold that alpha and
+    the gated share."""
+    cfg = SawConfig(("sum_mod5", "first_mod3", "constant"), mode=estimator.removeprefix("saw_"), reward_min=REWARD_MIN)
+    recorded = [(step, raw) for step, raw in zip(trainer.recorded, trainer.raw_rewards) if step["train"]]
+    assert len(recorded) == steps
+    for t, (step, raw) in enumerate(recorded, start=first_step):
+        gated = ~(raw[:, 1] >= 1.0) & ~torch.isnan(raw[:, 0])
+        assert gated.any() and not gated.all()
+        assert torch.equal(step["rewards"].nan_to_num(-9), raw.masked_fill(gated[:, None] & (torch.arange(3) == 0),
+                                                                           0.0).nan_to_num(-9))
+        alpha = [1.0, 0.5 + t / 2, 2.0 - t / 2]
+        weights, _, _, _ = reference_weights(step["rewards"], cfg)
+        coefficients = [w * a for w, a in zip(weights, alpha)]
+        torch.testing.assert_close(step["weights"].double(), torch.tensor(coefficients, dtype=torch.float64),
+                                   rtol=1e-6, atol=1e-7)
+        expected = trl_aggregation(step["rewards"], coefficients, trainer.args.multi_objective_aggregation)
+        torch.testing.assert_close(step["advantages"].double(), expected, rtol=1e-5, atol=1e-5)
+        (logged,) = [entry for entry in trainer.state.log_history if entry["step"] == t + 1 and "loss" in entry]
+        assert [logged[f"saw/{name}/alpha"] for name in cfg.reward_keys] == pytest.approx(alpha, abs=1e-12)
+        assert logged["saw/sum_mod5/gated_fraction"] == pytest.approx(gated.double().mean().item())
+        assert "saw/first_mod3/gated_fraction" not in logged and "saw/constant/gated_fraction" not in logged
+
+
+@pytest.mark.parametrize("estimator", ["saw_grpo", "saw_gdpo"])
+def test_condition_and_schedule_over_two_steps_and_a_resume(model_dir, tmp_path, estimator):
+    options = dict(trainer_class=RecordingShapedSAW, saw_estimator=estimator, saw_reward_min=REWARD_MIN,
+                   reward_weights=None, saw_conditions=CONDITIONS, saw_weight_schedule=SCHEDULE,
+                   save_strategy="steps", save_steps=2)
+    first = run(model_dir, tmp_path, steps=2, **options)
+    assert_conditioned_and_scheduled(first, 0, 2, estimator)
+    resumed = run(model_dir, tmp_path, steps=3, resume_from_checkpoint=str(tmp_path / "checkpoint-2"), **options)
+    assert_conditioned_and_scheduled(resumed, 2, 1, estimator)  # the schedule goes on at step 2, not 0

@@ -25,9 +25,11 @@ How: a Ray ``worker_process_setup_hook`` (:mod:`.hook`) wraps
 per-rollout SAW advantage with the core (float64, groups = OpenRLHF's prompt groups), writes it into
 ``Experience.rewards`` and delegates to OpenRLHF's ``dr_grpo``, which subtracts each group's mean (0
 up to float32 rounding here), puts the value on the last response token and, with gamma forced to 1,
-on every response token: the spec's ``A(j) * response_mask``. Metrics ``saw/{key}/{weight,cv,mean,std}``
-go through ``Experience.info`` as (B,) tensors. With ``--saw.history_decay`` the history pool travels in the
-checkpoints' client states (:mod:`.checkpoints`).
+on every response token: the spec's ``A(j) * response_mask``. ``--saw.conditions`` gate the rewards first and
+``--saw.weight_schedule`` gives the static weights at OpenRLHF's ``global_step`` (handed over by a wrapper of
+``BasePPOTrainer.train_step``; docs/openrlhf.md). Metrics ``saw/{key}/{weight,cv,mean,std}``, ``saw/{key}/alpha``
+and, for a conditioned key, ``saw/{key}/gated_fraction`` go through ``Experience.info`` as (B,) tensors. With
+``--saw.history_decay`` the history pool travels in the checkpoints' client states (:mod:`.checkpoints`).
 
 Where this differs from the specification (docs/spec.md) and from verl:
 - saw_gdpo whitens over rollouts (each rollout weight 1; unbiased variance, eps 1e-8), not over

@@ -8,6 +8,10 @@ n_samples_per_prompt), compute the per-rollout advantage with the core, write it
 original then runs as ``dr_grpo`` (see the package docstring for what it does to the scalar).
 Imported by the patch, in the process that has just imported OpenRLHF's experience maker.
 
+The training step (for ``--saw.weight_schedule``) is OpenRLHF's ``global_step`` as ``BasePPOTrainer.train_step``
+receives it (the steps done before this one; a resumed run's ``fit`` takes it from the checkpoint), handed to the
+trainer's experience maker by :func:`wrap_train_step` just before it makes the step's experiences.
+
 With ``--saw.history_decay`` > 0 the statistics come from a SawHistory (docs/spec.md, "History") kept
 here, in that process, for the whole run (one per estimator and set of reward keys), updated by every
 training step. It travels in OpenRLHF's checkpoints (:mod:`.checkpoints`).
@@ -16,6 +20,7 @@ training step. It travels in OpenRLHF's checkpoints (:mod:`.checkpoints`).
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import math
 import os
@@ -35,6 +40,7 @@ logger.setLevel(os.environ.get("SAW_VERL_LOGGING_LEVEL", "INFO").upper())
 LENGTH_PENALTIES = ("overlong_buffer_len", "stop_properly_penalty_coef")
 HISTORIES = RunHistories()  # this process trains one run
 WHITENED = ("saw_gdpo", "gdpo")  # whitened over the N rollouts: |A| < sqrt(N)
+STEP_ATTRIBUTE = "saw_verl_step"  # set on the experience maker: the global_step of the train_step running
 
 
 def wrap_compute_advantages(original):
@@ -49,13 +55,48 @@ def wrap_compute_advantages(original):
             estimator, cfg, own = selected
             args = self.strategy.args
             check_args(args, self.advantage_estimator, cfg, estimator)
+            step = getattr(self, STEP_ATTRIBUTE, None)
+            if cfg.weight_schedule is not None and step is None:
+                raise SawInputError(
+                    "--saw.weight_schedule needs OpenRLHF's global step, which saw_verl reads in "
+                    "BasePPOTrainer.train_step(rollout_samples, global_step); this OpenRLHF's train_step was not "
+                    "patched (see the warning at import)"
+                )
             write_saw_rewards(
-                experiences, args.rollout.n_samples_per_prompt, cfg, args.reward.clip_range, estimator, own
+                experiences, args.rollout.n_samples_per_prompt, cfg, args.reward.clip_range, estimator, own, step
             )
         return original(self, experiences, *rest, **kwargs)
 
     compute_advantages_and_returns.saw_verl_wrapped = True
     return compute_advantages_and_returns
+
+
+def wrap_train_step(original):
+    """``BasePPOTrainer.train_step(self, rollout_samples, global_step)`` -> one that first hands `global_step` to the
+    trainer's experience maker (its compute_advantages_and_returns reads it); returns `original` if wrapped."""
+    if getattr(original, "saw_verl_wrapped", False):
+        return original
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def train_step(self, *args, **kwargs):
+        setattr(self.experience_maker, STEP_ATTRIBUTE, signature.bind(self, *args, **kwargs).arguments["global_step"])
+        return original(self, *args, **kwargs)
+
+    train_step.saw_verl_wrapped = True
+    return train_step
+
+
+def patch_train_step(module) -> None:
+    """Wrap ``module.BasePPOTrainer.train_step`` (idempotent); a missing or changed one gets a warning, and a run
+    with --saw.weight_schedule then stops at its first advantage."""
+    trainer = module.BasePPOTrainer
+    method = getattr(trainer, "train_step", None)
+    if method is None or "global_step" not in inspect.signature(method).parameters:
+        logger.warning("saw_verl: not patching %s.BasePPOTrainer.train_step (missing or changed): "
+                       "--saw.weight_schedule cannot read the training step", module.__name__)
+    else:
+        trainer.train_step = wrap_train_step(method)
 
 
 def check_args(args, maker_estimator: str, cfg: SawConfig, estimator: str = None) -> None:
@@ -113,12 +154,14 @@ def gather_rewards(experiences, cfg: SawConfig) -> tuple[torch.Tensor, torch.Ten
 
 
 def write_saw_rewards(experiences, group_size: int, cfg: SawConfig, clip_range=None, estimator: str = None,
-                      own: dict = None) -> None:
+                      own: dict = None, step=None) -> None:
     """Replace each ``Experience.rewards`` (B,) by the estimator's advantage of its rollouts; add its metrics
-    (saw/* for SAW, <estimator>/* for a rival).
+    (saw/* for SAW, <estimator>/* for a rival; saw/{key}/alpha and, with conditions, saw/{key}/gated_fraction for
+    all).
 
     group_size: --rollout.n_samples_per_prompt; clip_range: --reward.clip_range (checked: it may not clip);
-    estimator: the registry name (default: SAW's, from cfg.mode); own: its own options.
+    estimator: the registry name (default: SAW's, from cfg.mode); own: its own options; step: the training step
+    (needed with a weight schedule).
     """
     estimator = estimator or estimator_of(cfg)
     entry = REGISTRY[estimator]
@@ -132,7 +175,7 @@ def write_saw_rewards(experiences, group_size: int, cfg: SawConfig, clip_range=N
     group_ids = torch.arange(n) // group_size
     one_token = torch.ones(n, 1, dtype=torch.bool)  # GDPO whitening over rollouts, not tokens (package docstring)
     own = {"history": HISTORIES.get(cfg), "backend": "torch"} if entry.saw_mode else dict(own or {})
-    result = run_estimator(entry, rewards, group_ids, one_token, cfg, own, num_groups=n // group_size)
+    result = run_estimator(entry, rewards, group_ids, one_token, cfg, own, num_groups=n // group_size, step=step)
     advantage = result.advantages[:, 0]
     if estimator in WHITENED:
         check_clip_range(clip_range, n, advantage, estimator)

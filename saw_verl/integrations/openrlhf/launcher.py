@@ -2,8 +2,11 @@
 
 Takes the usual train_ppo_ray flags plus ``--algo.advantage.estimator saw_grpo|saw_gdpo|gdpo|mo_grpo|corr_grpo``
 (docs/estimators.md; gd2po cannot run in OpenRLHF, see options.NOT_HOSTED) and
-``--saw.reward_keys a,b [--saw.reward_weights w_a,w_b]``; SAW's own ``[--saw.reward_min m_a,m_b]
-[--saw.preset paper|official] [--saw.dynamic true|false] [--saw.history_decay 0.9]``; gdpo's
+``--saw.reward_keys a,b [--saw.reward_weights w_a,w_b]``, for every one of them
+``[--saw.conditions KEY=CONDITION_KEY:THRESHOLD[:FILL],...]`` (KEY counts as its reward where CONDITION_KEY's is
+>= THRESHOLD, else as FILL, default 0) and ``[--saw.weight_schedule 'STEP:W_a,W_b;STEP:W_a,W_b']`` (the weights,
+piecewise linear in OpenRLHF's global step, in place of --saw.reward_weights); SAW's own ``[--saw.reward_min
+m_a,m_b] [--saw.preset paper|official] [--saw.dynamic true|false] [--saw.history_decay 0.9]``; gdpo's
 ``[--saw.whitening token|sequence]``. It validates and strips
 the ``--saw.*`` flags, refuses OpenRLHF options that would corrupt the estimator's scalar, rewrites the estimator to
 ``dr_grpo`` (and, for all but saw_grpo, the reward clip range to one that cannot clip), merges saw_verl's Ray
@@ -34,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 OPENRLHF_MAIN = "openrlhf.cli.train_ppo_ray"
 SAW_PREFIX = "--saw."
-SAW_OPTIONS = ("reward_keys", "reward_min", "reward_weights", "preset", "dynamic", "history_decay", "whitening")
+SAW_OPTIONS = ("reward_keys", "reward_min", "reward_weights", "preset", "dynamic", "history_decay", "whitening",
+               "conditions", "weight_schedule")
 ESTIMATOR_FLAG = "--algo.advantage.estimator"
 CLIP_FLAG = "--reward.clip_range"
 NO_CLIP = ("-1000000000", "1000000000")  # argparse reads "-1e9" / "-inf" as flags, plain digits as numbers
@@ -78,6 +82,8 @@ def prepare(argv: Sequence[str]) -> Launch:
         dynamic=parse_bool("dynamic", saw.get("dynamic", "true")),
         history_decay=parse_float("history_decay", saw.get("history_decay", "0")),
         options={"whitening": saw["whitening"]} if "whitening" in saw else None,
+        conditions=parse_conditions(saw.get("conditions")),
+        weight_schedule=parse_schedule(saw.get("weight_schedule")),
     )
     if any(arg.split("=", 1)[0] == NO_STD_NORM_FLAG for arg in rest):
         raise SawInputError(
@@ -171,6 +177,39 @@ def parse_float(name: str, raw: str) -> float:
         return float(raw)
     except ValueError:
         raise SawInputError(f"{SAW_PREFIX}{name} must be a number, got {raw!r}") from None
+
+
+def parse_conditions(raw: Optional[str]) -> Optional[dict]:
+    """'format=correct:1,len=format:0.5:-1' -> {"format": ["correct", 1.0], "len": ["format", 0.5, -1.0]} (None
+    stays None); SawInputError naming --saw.conditions for another shape (the keys are SawConfig's to check)."""
+    if raw is None:
+        return None
+    conditions = {}
+    for entry in raw.split(","):
+        key, _, rule = (part.strip() for part in entry.partition("="))
+        parts = [part.strip() for part in rule.split(":")]
+        if key in conditions:
+            raise SawInputError(f"{SAW_PREFIX}conditions {raw!r}: {key!r} has two conditions")
+        if not key or len(parts) not in (2, 3) or not parts[0]:
+            raise SawInputError(f"{SAW_PREFIX}conditions {raw!r}: {entry!r} is not KEY=CONDITION_KEY:THRESHOLD[:FILL] "
+                                "(entries comma-separated, e.g. format=correct:1.0,length=format:0.5:-1)")
+        conditions[key] = [parts[0], *(parse_float("conditions", number) for number in parts[1:])]
+    return conditions
+
+
+def parse_schedule(raw: Optional[str]) -> Optional[list]:
+    """'0:1,0;100:1,1' -> [[0, [1.0, 0.0]], [100, [1.0, 1.0]]] (None stays None); SawInputError naming
+    --saw.weight_schedule for another shape (the order of the steps and the weights are SawConfig's to check)."""
+    if raw is None:
+        return None
+    points = []
+    for point in raw.split(";"):
+        step, colon, weights = (part.strip() for part in point.partition(":"))
+        if not colon or not step.isdigit():
+            raise SawInputError(f"{SAW_PREFIX}weight_schedule {raw!r}: {point!r} is not STEP:W_1,...,W_K with an "
+                                "integer STEP >= 0 (points ';'-separated, e.g. '0:1,0;100:1,1')")
+        points.append([int(step), parse_floats("weight_schedule", weights)])
+    return points
 
 
 def parse_bool(name: str, raw: str) -> bool:

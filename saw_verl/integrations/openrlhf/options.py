@@ -33,6 +33,8 @@ OPENRLHF_OPTION_NAMES = {
     "preset": "--saw.preset",
     "dynamic": "--saw.dynamic",
     "history_decay": "--saw.history_decay",
+    "conditions": "--saw.conditions",
+    "weight_schedule": "--saw.weight_schedule",
 }
 
 
@@ -57,11 +59,15 @@ def saw_config(
     dynamic: bool = True,
     history_decay: float = 0.0,
     options: Optional[Mapping] = None,
+    conditions: Optional[Mapping] = None,
+    weight_schedule: Optional[Sequence] = None,
 ) -> SawConfig:
     """Validated SawConfig for `estimator` (a registry name OpenRLHF hosts); reward_keys: a sequence or "a,b".
     history_decay: in [0, 1), SAW's statistics over a decayed pool of past steps (docs/spec.md, "History").
     options: the estimator's own options (gdpo: whitening), checked here; SAW's options set for a rival are
-    refused (they would do nothing)."""
+    refused (they would do nothing). conditions: {key: (condition key, threshold[, fill])}; weight_schedule:
+    [(step, weights), ...] or {step: weights}, excluding reward_weights (docs/spec.md, "Conditions and schedules"),
+    for every estimator."""
     from saw_verl.registry import check_option_names, estimator_config
 
     entry = openrlhf_estimator(estimator)
@@ -75,7 +81,8 @@ def saw_config(
         changed = [name for name, value in saw_only.items() if value != SAW_ONLY_DEFAULTS[name]]
         if changed:
             raise SawInputError(f"--saw.{changed[0]} is a SAW option: it does nothing for {estimator}; drop it")
-        shared = {"reward_keys": tuple(reward_keys), "reward_weights": reward_weights}
+        shared = {"reward_keys": tuple(reward_keys), "reward_weights": reward_weights, "conditions": conditions,
+                  "weight_schedule": weight_schedule}
         return estimator_config(entry, len(reward_keys), shared, option_names=OPENRLHF_OPTION_NAMES)
     return SawConfig(
         reward_keys=tuple(reward_keys),
@@ -85,6 +92,8 @@ def saw_config(
         reward_min=None if reward_min is None else tuple(reward_min),
         static_weights=None if reward_weights is None else tuple(reward_weights),
         history_decay=history_decay,
+        conditions=conditions or (),
+        weight_schedule=weight_schedule,
         option_names=OPENRLHF_OPTION_NAMES,
     )
 
@@ -103,22 +112,40 @@ def saw_runtime_env(
     dynamic: bool = True,
     history_decay: float = 0.0,
     options: Optional[Mapping] = None,
+    conditions: Optional[Mapping] = None,
+    weight_schedule: Optional[Sequence] = None,
 ) -> dict:
     """The Ray runtime_env that makes every worker compute `estimator`'s advantages in OpenRLHF.
 
     Pass it to ``ray.init(runtime_env=...)`` (merged with yours: :func:`merge_runtime_env`) or to
     ``ray job submit --runtime-env-json``, and run OpenRLHF with ``--algo.advantage.estimator dr_grpo``.
     Options are validated now (SawInputError naming the option). reward_min / reward_weights: one per key;
-    history_decay, options: as saw_config.
+    history_decay, options, conditions, weight_schedule: as saw_config.
     """
-    cfg = saw_config(estimator, reward_keys, reward_min, reward_weights, preset, dynamic, history_decay, options)
-    payload = {"estimator": estimator, "reward_keys": list(cfg.reward_keys), "reward_weights": list(cfg.static_weights)}
+    cfg = saw_config(estimator, reward_keys, reward_min, reward_weights, preset, dynamic, history_decay, options,
+                     conditions, weight_schedule)
+    payload = {"estimator": estimator, "reward_keys": list(cfg.reward_keys)}
+    payload.update(shaping_payload(cfg))
     if estimator in ESTIMATOR_MODES:  # SAW's own options (a rival takes none of them)
         payload.update(reward_min=list(cfg.reward_min), preset=cfg.preset, dynamic=cfg.dynamic,
                        history_decay=cfg.history_decay)
     if options:
         payload["options"] = dict(options)
     return {"worker_process_setup_hook": SETUP_HOOK, "env_vars": {ENV_VAR: json.dumps(payload)}}
+
+
+def shaping_payload(cfg: SawConfig) -> dict:
+    """The static weights (or the weight schedule that replaces them) and the conditions of cfg, as JSON values
+    saw_config reads back: {"reward_weights": [...]} or {"weight_schedule": [[step, [...]], ...]}, plus
+    {"conditions": {key: [condition key, threshold, fill]}} when there are some."""
+    keys = cfg.reward_keys
+    if cfg.weight_schedule is None:
+        out = {"reward_weights": list(cfg.static_weights)}
+    else:
+        out = {"weight_schedule": [[step, list(weights)] for step, weights in cfg.weight_schedule.points]}
+    if cfg.conditions:
+        out["conditions"] = {keys[c.key]: [keys[c.on], c.threshold, c.fill] for c in cfg.conditions}
+    return out
 
 
 def config_from_env(environ: Mapping[str, str] = os.environ) -> Optional[SawConfig]:

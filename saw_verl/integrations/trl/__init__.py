@@ -19,6 +19,10 @@ group z-score, sqrt(var + 1e-8) in the whitening); GDPO's final whitening over s
 TRL's handling of constant groups (no exact-zero rule) and of completions no reward function scored
 (advantage 0). Infinite rewards raise `SawInputError` naming the function and row. TRL's logged
 `reward` becomes the SAW-weighted sum; `saw/static_weighted_reward` keeps the alpha-weighted one.
+
+`saw_conditions` gate the rewards before TRL aggregates them, and `saw_weight_schedule` gives alpha at
+`trainer.state.global_step` (docs/trl.md, "Conditions and weight schedules"); metrics `saw/{name}/alpha` and,
+for a conditioned function, `saw/{name}/gated_fraction`.
 """
 
 from saw_verl.integrations import require_trainer

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from trl import GRPOConfig
 
 from saw_verl.errors import SawInputError
+from saw_verl.shaping import parse_conditions, parse_weight_schedule
 
 # SAW estimator -> the TRL aggregation that carries it out with the SAW weights as `reward_weights`
 ESTIMATOR_AGGREGATION = {"saw_grpo": "sum_then_normalize", "saw_gdpo": "normalize_then_sum"}
@@ -24,6 +28,9 @@ class SAWGRPOConfig(GRPOConfig):
     `saw_grpo` takes `scale_rewards` "group" (the group z-score of docs/spec.md Step 2a) or "none" (Dr. GRPO); "batch"
     is refused, since SAW-GRPO is defined on the group z-score. `saw_gdpo` takes "group" only: TRL's
     normalize_then_sum always divides by the group std.
+    `saw_conditions` gate one reward function on another's reward; `saw_weight_schedule` ({step: weights}, or
+    [[step, weights], ...]) makes alpha_k a function of the step and replaces `reward_weights` (docs/trl.md).
+    Both are checked here as far as they can be without the reward functions' names, and fully by the trainer.
     """
 
     saw_estimator: str | None = field(
@@ -59,6 +66,22 @@ class SAWGRPOConfig(GRPOConfig):
         metadata={
             "help": "In [0, 1): SAW's statistics over a decayed pool of past generation batches (each reward counts "
             "decay^age); 0 (default): this batch alone. The pool is saved in checkpoints (trainer_state.json)."
+        },
+    )
+    saw_conditions: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Conditioned rewards: {reward function: [condition function, threshold(, fill)]}; the function "
+            "counts as its reward where the condition function's reward is >= threshold, else as fill (default 0), "
+            "before any aggregation. On the command line as JSON, e.g. '{\"format\": [\"correct\", 1.0]}'."
+        },
+    )
+    saw_weight_schedule: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "The static weights alpha_k as a function of the training step (trainer.state.global_step): "
+            "{step: [w_1, ..., w_K]}, piecewise linear between the points, flat outside them. Replaces "
+            "reward_weights (leave it unset). On the command line as JSON, e.g. '{\"0\": [1, 0], \"100\": [1, 1]}'."
         },
     )
     multi_objective_aggregation: str | None = field(
@@ -100,8 +123,56 @@ class SAWGRPOConfig(GRPOConfig):
                 f"{self.scale_rewards!r}"
             )
         self.saw_estimator, self.multi_objective_aggregation = estimator, aggregation
+        self.saw_conditions = check_conditions(from_json(self.saw_conditions, "saw_conditions"))
+        self.saw_weight_schedule = check_schedule(from_json(self.saw_weight_schedule, "saw_weight_schedule"))
+        if self.saw_weight_schedule is not None and self.reward_weights is not None:
+            raise SawInputError(
+                "give reward_weights or saw_weight_schedule, not both: the schedule gives the static weights at every "
+                "step (leave reward_weights unset)"
+            )
 
     @property
     def saw_mode(self) -> str:
         """'grpo' or 'gdpo': the SawConfig mode of `saw_estimator` (sets the scale of the paper weights)."""
         return self.saw_estimator.removeprefix("saw_")
+
+
+def from_json(value, option: str):
+    """A JSON string (the command line's spelling) -> its value; anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as error:
+        raise SawInputError(f"{option} is not valid JSON ({error}): {value!r}") from None
+
+
+def check_conditions(conditions):
+    """{function: [condition function, threshold(, fill)]}, checked as far as it can be without the reward function
+    names (a key gated on itself, a loop, a bad threshold or fill, an entry of another shape); the trainer checks
+    the names."""
+    if conditions is None:
+        return None
+    if not isinstance(conditions, Mapping):
+        raise SawInputError(f"saw_conditions must map a reward function to [condition function, threshold(, fill)]; "
+                            f"got {conditions!r}")
+    gates = [str(entry[0]) for entry in conditions.values() if isinstance(entry, (list, tuple)) and entry]
+    parse_conditions(conditions, list(dict.fromkeys([*map(str, conditions), *gates])), "saw_conditions")
+    return dict(conditions)
+
+
+def check_schedule(schedule):
+    """{step: weights} (JSON's string steps made integers) or [[step, weights], ...] -> [[step, weights], ...],
+    checked against the number of weights of its first point (the trainer checks it is the number of functions)."""
+    if schedule is None:
+        return None
+    if isinstance(schedule, Mapping):
+        schedule = [[int(step) if isinstance(step, str) and step.strip().isdigit() else step, weights]
+                    for step, weights in schedule.items()]
+    if not isinstance(schedule, (list, tuple)):
+        raise SawInputError(f"saw_weight_schedule must be {{step: [w_1, ..., w_K], ...}}; got {schedule!r}")
+    first = schedule[0] if schedule else None
+    width = len(first[1]) if isinstance(first, (list, tuple)) and len(first) == 2 and isinstance(
+        first[1], (list, tuple)) else 0
+    parse_weight_schedule(schedule, [f"reward function {k}" for k in range(width)], "saw_weight_schedule")
+    return [list(point) for point in schedule]

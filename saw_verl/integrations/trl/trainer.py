@@ -7,6 +7,11 @@ right after with `self.reward_weights`. This subclass computes the SAW weights w
 being the static `args.reward_weights`: TRL's own aggregation does the rest, so `saw_dynamic=False`
 (w = 1) is exactly `GRPOTrainer`. Evaluation keeps the static weights.
 
+`saw_conditions` (docs/spec.md, "Conditions and schedules") apply to those rewards first: the method returns
+the conditioned rewards, so TRL aggregates them and logs them (`rewards/{name}/mean|std`, the completions
+table) as the rewards that train. `saw_weight_schedule` gives alpha at `self.state.global_step` (the optimizer
+steps done before this generation batch), which a resumed run restores from its checkpoint's trainer state.
+
 With `saw_history_decay` > 0 the statistics come from a SawHistory (docs/spec.md, "History") held by a
 `SawHistoryCallback` of the trainer: every rank holds the same pool (the rewards it merges are gathered
 over processes), training batches update it and evaluation does not, and it travels in checkpoints as one
@@ -27,7 +32,8 @@ from saw_verl.config import SawConfig
 from saw_verl.errors import SawInputError
 from saw_verl.history import SawHistory
 from saw_verl.integrations.trl.config import SAWGRPOConfig
-from saw_verl.weights import batch_weights, step_metrics
+from saw_verl.shaping import condition_rewards, shaping_metrics
+from saw_verl.weights import batch_weights, metric_name, step_metrics
 
 # What SawConfig's errors call each option: SAWGRPOConfig's names
 TRL_OPTION_NAMES = {
@@ -38,6 +44,8 @@ TRL_OPTION_NAMES = {
     "dynamic": "saw_dynamic",
     "delta": "saw_delta",
     "history_decay": "saw_history_decay",
+    "conditions": "saw_conditions",
+    "weight_schedule": "saw_weight_schedule",
 }
 # The reward sum with the static weights alpha_k: TRL's logged "reward" uses the SAW-weighted ones
 STATIC_REWARD_METRIC = "saw/static_weighted_reward"
@@ -55,7 +63,9 @@ def _require_trl_hook() -> None:
 
 
 def build_saw_config(args: SAWGRPOConfig, reward_names: list[str], static_weights: torch.Tensor) -> SawConfig:
-    """The SawConfig of a run, with TRL's option names in its errors."""
+    """The SawConfig of a run, with TRL's option names in its errors (static_weights: TRL's reward_weights, unused
+    with a weight schedule)."""
+    schedule = args.saw_weight_schedule
     try:
         return SawConfig(
             reward_keys=tuple(reward_names),
@@ -63,9 +73,11 @@ def build_saw_config(args: SAWGRPOConfig, reward_names: list[str], static_weight
             preset=args.saw_preset,
             dynamic=args.saw_dynamic,
             reward_min=args.saw_reward_min,
-            static_weights=static_weights.tolist(),
+            static_weights=None if schedule is not None else static_weights.tolist(),
             delta=args.saw_delta,
             history_decay=args.saw_history_decay,
+            conditions=args.saw_conditions or (),
+            weight_schedule=schedule,
             option_names=TRL_OPTION_NAMES,
         )
     except SawInputError as error:
@@ -114,7 +126,9 @@ class SAWGRPOTrainer(GRPOTrainer):
     Logs, per reward function and generation batch, `saw/{name}/weight|cv|mean|std` (mean/std of the
     raw reward in the batch, unscored completions left out; with a history also `saw/{name}/batch_cv`) and
     `saw/static_weighted_reward` (sum of alpha_k * r_k, TRL's "reward" with the static weights; TRL's own
-    "reward" is then the SAW-weighted sum).
+    "reward" is then the SAW-weighted sum), `saw/{name}/alpha` (alpha_k, the schedule's at the step) and, for a
+    function with a condition, `saw/{name}/gated_fraction` (the share of the batch's completions its condition
+    set to the fill).
     """
 
     def __init__(self, model, reward_funcs, args: SAWGRPOConfig | None = None, **kwargs):
@@ -137,23 +151,35 @@ class SAWGRPOTrainer(GRPOTrainer):
         return None if holder is None else holder.history
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        """TRL's gathered (N, K) rewards; sets `self.reward_weights` for the aggregation that follows."""
+        """TRL's gathered (N, K) rewards after `saw_conditions`; sets `self.reward_weights` for the aggregation that
+        follows, with alpha at `self.state.global_step` under a `saw_weight_schedule`."""
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         names = list(self.reward_func_names)
         check_finite(rewards, names)
+        cfg = self.saw_config.at_step(self.state.global_step)
+        gated = None
+        if cfg.conditions:
+            conditioned, gated = condition_rewards(rewards, cfg.conditions)
+            rewards = conditioned.to(rewards.dtype)
+        if self.saw_config.weight_schedule is None:
+            alpha = self.static_reward_weights.to(rewards.device)
+        else:
+            alpha = torch.tensor(cfg.static_weights, dtype=torch.float32, device=rewards.device)
         if not self.model.training:  # evaluation: the static weights, no SAW metrics
-            self.reward_weights = self.static_reward_weights
+            self.reward_weights = alpha
             return rewards
-        alpha = self.static_reward_weights.to(rewards.device)
         history = self.saw_history
-        pool = None if history is None else history.pool_for(self.saw_config, rewards.device)
-        stats = batch_weights(rewards, self.saw_config, pool)
+        pool = None if history is None else history.pool_for(cfg, rewards.device)
+        stats = batch_weights(rewards, cfg, pool)
         if history is not None:
-            history.commit(self.saw_config, stats.pool)
+            history.commit(cfg, stats.pool)
         self.reward_weights = (stats.weights * alpha.double()).float()  # w = 1: alpha bit for bit
         metrics = self._metrics["train"]
         for name, value in step_metrics(names, stats).items():
             metrics[name].append(value)
+        for stat, (values, keys) in shaping_metrics(cfg.static_weights, gated, cfg.conditions, "cpu").items():
+            for index, value in zip(keys, values.tolist()):
+                metrics[metric_name(names[index], stat)].append(value)
         static_sum = (rewards * alpha).nansum(dim=1)
         static_sum[torch.isnan(rewards).all(dim=1)] = torch.nan  # as TRL: unscorable rows left out
         metrics[STATIC_REWARD_METRIC].append(torch.nanmean(static_sum).item())
