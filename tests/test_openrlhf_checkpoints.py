@@ -258,7 +258,7 @@ def test_schedule_and_conditions_over_two_steps_and_a_resume(openrlhf, tmp_path,
     for t, info in enumerate(steps):
         rewards = step_rewards(t)
         gated = rewards["correct"] < 1.0
-        for key, alpha in zip(KEYS, (1.0, t / 2)):
+        for key, alpha in zip(KEYS, (1.0, (t + 1) / 2)):  # read at the logged step, t + 1
             assert torch.equal(info[f"saw/{key}/alpha"], torch.full((16,), alpha))
         assert torch.equal(info["saw/format/gated_fraction"], torch.full((16,), gated.double().mean().item()))
         assert "saw/correct/gated_fraction" not in info

@@ -293,7 +293,7 @@ def assert_conditioned_and_scheduled(trainer, first_step: int, steps: int, estim
         assert gated.any() and not gated.all()
         assert torch.equal(step["rewards"].nan_to_num(-9), raw.masked_fill(gated[:, None] & (torch.arange(3) == 0),
                                                                            0.0).nan_to_num(-9))
-        alpha = [1.0, 0.5 + t / 2, 2.0 - t / 2]
+        alpha = [1.0, 0.5 + (t + 1) / 2, 2.0 - (t + 1) / 2]  # read at the logged step, t + 1
         weights, _, _, _ = reference_weights(step["rewards"], cfg)
         coefficients = [w * a for w, a in zip(weights, alpha)]
         torch.testing.assert_close(step["weights"].double(), torch.tensor(coefficients, dtype=torch.float64),

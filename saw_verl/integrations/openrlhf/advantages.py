@@ -8,9 +8,10 @@ n_samples_per_prompt), compute the per-rollout advantage with the core, write it
 original then runs as ``dr_grpo`` (see the package docstring for what it does to the scalar).
 Imported by the patch, in the process that has just imported OpenRLHF's experience maker.
 
-The training step (for ``--saw.weight_schedule``) is OpenRLHF's ``global_step`` as ``BasePPOTrainer.train_step``
-receives it (the steps done before this one; a resumed run's ``fit`` takes it from the checkpoint), handed to the
-trainer's experience maker by :func:`wrap_train_step` just before it makes the step's experiences.
+The training step (for ``--saw.weight_schedule``) is the one OpenRLHF logs this step under: ``global_step + 1``,
+``global_step`` being what ``BasePPOTrainer.train_step`` receives (the steps done before this one; a resumed run's
+``fit`` takes it from the checkpoint), handed to the trainer's experience maker by :func:`wrap_train_step` just
+before it makes the step's experiences.
 
 With ``--saw.history_decay`` > 0 the statistics come from a SawHistory (docs/spec.md, "History") kept
 here, in that process, for the whole run (one per estimator and set of reward keys), updated by every
@@ -40,7 +41,7 @@ logger.setLevel(os.environ.get("SAW_VERL_LOGGING_LEVEL", "INFO").upper())
 LENGTH_PENALTIES = ("overlong_buffer_len", "stop_properly_penalty_coef")
 HISTORIES = RunHistories()  # this process trains one run
 WHITENED = ("saw_gdpo", "gdpo")  # whitened over the N rollouts: |A| < sqrt(N)
-STEP_ATTRIBUTE = "saw_verl_step"  # set on the experience maker: the global_step of the train_step running
+STEP_ATTRIBUTE = "saw_verl_step"  # set on the experience maker: the step of the train_step running, as logged
 
 
 def wrap_compute_advantages(original):
@@ -80,7 +81,8 @@ def wrap_train_step(original):
 
     @functools.wraps(original)
     def train_step(self, *args, **kwargs):
-        setattr(self.experience_maker, STEP_ATTRIBUTE, signature.bind(self, *args, **kwargs).arguments["global_step"])
+        done = signature.bind(self, *args, **kwargs).arguments["global_step"]
+        setattr(self.experience_maker, STEP_ATTRIBUTE, done + 1)  # the step train_step returns and OpenRLHF logs
         return original(self, *args, **kwargs)
 
     train_step.saw_verl_wrapped = True

@@ -20,8 +20,8 @@ TRL's handling of constant groups (no exact-zero rule) and of completions no rew
 (advantage 0). Infinite rewards raise `SawInputError` naming the function and row. TRL's logged
 `reward` becomes the SAW-weighted sum; `saw/static_weighted_reward` keeps the alpha-weighted one.
 
-`saw_conditions` gate the rewards before TRL aggregates them, and `saw_weight_schedule` gives alpha at
-`trainer.state.global_step` (docs/trl.md, "Conditions and weight schedules"); metrics `saw/{name}/alpha` and,
+`saw_conditions` gate the rewards before TRL aggregates them, and `saw_weight_schedule` gives alpha at the
+logged step, `trainer.state.global_step + 1` (docs/trl.md, "Conditions and weight schedules"); metrics `saw/{name}/alpha` and,
 for a conditioned function, `saw/{name}/gated_fraction`.
 """
 

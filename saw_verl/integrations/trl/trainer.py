@@ -9,8 +9,8 @@ being the static `args.reward_weights`: TRL's own aggregation does the rest, so 
 
 `saw_conditions` (docs/spec.md, "Conditions and schedules") apply to those rewards first: the method returns
 the conditioned rewards, so TRL aggregates them and logs them (`rewards/{name}/mean|std`, the completions
-table) as the rewards that train. `saw_weight_schedule` gives alpha at `self.state.global_step` (the optimizer
-steps done before this generation batch), which a resumed run restores from its checkpoint's trainer state.
+table) as the rewards that train. `saw_weight_schedule` gives alpha at `self.state.global_step + 1` (the step TRL
+logs this generation batch's training under, 1 for the first), whose count a resumed run restores from its checkpoint's trainer state.
 
 With `saw_history_decay` > 0 the statistics come from a SawHistory (docs/spec.md, "History") held by a
 `SawHistoryCallback` of the trainer: every rank holds the same pool (the rewards it merges are gathered
@@ -152,11 +152,11 @@ class SAWGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's gathered (N, K) rewards after `saw_conditions`; sets `self.reward_weights` for the aggregation that
-        follows, with alpha at `self.state.global_step` under a `saw_weight_schedule`."""
+        follows, with alpha at `self.state.global_step + 1` under a `saw_weight_schedule`."""
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         names = list(self.reward_func_names)
         check_finite(rewards, names)
-        cfg = self.saw_config.at_step(self.state.global_step)
+        cfg = self.saw_config.at_step(self.state.global_step + 1)  # the step TRL logs this one under
         gated = None
         if cfg.conditions:
             conditioned, gated = condition_rewards(rewards, cfg.conditions)
