@@ -32,6 +32,7 @@ import pytest
 from cpu_harness.assets import build_tiny_model
 from cpu_harness.launcher import run_main_ppo
 from cpu_harness.smoke_task import REWARD_MIN, write_smoke_data
+import prompt_rewards
 from recipes.common import repeat
 from saw_verl.integrations.verl.checkpoints import HISTORY_FILE
 
@@ -40,7 +41,7 @@ SMOKE_KEYS = ["accuracy_reward", "format_reward", "length_reward"]
 SAW_STATISTICS = ("weight", "cv", "mean", "std")
 RUN_TIMEOUT_S = 400
 PROMPT_REWARDS = Path(__file__).with_name("prompt_rewards.py")
-PROMPT_KEYS = ["even_sum", "sum_size"]  # prompt_rewards.REWARD_KEYS
+PROMPT_KEYS = list(prompt_rewards.REWARD_KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -230,15 +231,16 @@ def shaped_runs(smoke_assets, tmp_path_factory):
 
 def check_shaping_metrics(run_dir: Path, step: int, prefix: str) -> None:
     """The step's logged alpha is the schedule's at that step; sum_size's gated_fraction and its conditioned mean
-    are what the step's rollouts (dumped by verl) give."""
+    are what the rewards of the step's rollouts (dumped by verl, scored from their prompt's answer) give."""
     data, rollouts = repeat.step_metrics(run_dir)[step], repeat.step_rollouts(run_dir)[step]
     for key, alpha in SCHEDULED_ALPHA[step].items():
         assert data[f"saw/{key}/alpha"] == pytest.approx(alpha), f"step {step}: saw/{key}/alpha"
-    gated = [row["even_sum"] < 1.0 for row in rollouts]
-    assert 0 < sum(gated) < len(gated), "the batch has odd and even sums"
+    rewards = [prompt_rewards.compute_score(None, row["output"], row["gts"]) for row in rollouts]
+    gated = [reward["even_sum"] < 1.0 for reward in rewards]
+    assert len(gated) == 16 and 0 < sum(gated) < len(gated), "4 prompts x 4 rollouts, odd and even sums"
     assert data["saw/sum_size/gated_fraction"] == pytest.approx(sum(gated) / len(gated))
     assert "saw/even_sum/gated_fraction" not in data, "no condition on even_sum"
-    conditioned = [-0.5 if off else row["sum_size"] for row, off in zip(rollouts, gated)]
+    conditioned = [-0.5 if off else reward["sum_size"] for reward, off in zip(rewards, gated)]
     assert data[f"{prefix}/sum_size/mean"] == pytest.approx(sum(conditioned) / len(conditioned))
     log = (run_dir / "train.log").read_text()
     assert console_value(log, step, "saw/sum_size/alpha") == pytest.approx(SCHEDULED_ALPHA[step]["sum_size"])
