@@ -55,6 +55,7 @@ SNIPPETS = {  # (file, a fragment of exactly one of its code blocks) -> the test
     ("docs/openrlhf.md", "python -m saw_verl.integrations.openrlhf"): "test_openrlhf_command_reaches_train_ppo_ray",
     ("docs/openrlhf.md", "--saw.weight_schedule"): "test_openrlhf_shaping_flags_configure_what_they_say",
     ("docs/verl.md", "VERL_USE_EXTERNAL_MODULES"): "test_verl_external_modules_snippet",
+    ("docs/verl.md", "algorithm.saw.weight_schedule"): "test_verl_conditions_and_schedule_snippet",
     ("docs/backends.md", "saw_advantages("): "test_backends_snippet",
     ("docs/estimators.md", "compute_advantages("): "test_estimators_snippet",
 }
@@ -152,6 +153,29 @@ def test_verl_external_modules_snippet(tmp_path):
     assert module in [entry.value for entry in entry_points(group="verl.plugins")]
     config = yaml.safe_load(done.stdout)
     assert config["ray_kwargs"]["ray_init"]["runtime_env"]["env_vars"]["VERL_USE_EXTERNAL_MODULES"] == module
+
+
+def test_verl_conditions_and_schedule_snippet():
+    """The overrides compose with verl's own config (Hydra takes the integer steps), pass the driver's check and give
+    the condition and the schedule they say; the real runs with them are tests/test_e2e_cpu.py's."""
+    pytest.importorskip("verl")
+    import verl
+    from hydra import compose, initialize_config_dir
+
+    from saw_verl.integrations.verl.config import estimator_config_from_algorithm, validate_run
+    from saw_verl.registry import REGISTRY
+
+    words = command_words(snippet("docs/verl.md", "algorithm.saw.weight_schedule"))
+    assert words[:3] == ["python", "-m", "verl.trainer.main_ppo"] and words[-1] == "..."
+    rest_of_overrides = ["actor_rollout_ref.rollout.n=4"]
+    with initialize_config_dir(str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
+        config = compose("ppo_trainer", overrides=words[3:-1] + rest_of_overrides)
+    validate_run(config, REGISTRY["saw_gdpo"])
+    cfg, _ = estimator_config_from_algorithm(config.algorithm, REGISTRY["saw_gdpo"])
+    (condition,) = cfg.conditions
+    assert (cfg.reward_keys[condition.key], cfg.reward_keys[condition.on], condition.threshold, condition.fill) == (
+        "format_reward", "accuracy_reward", 1.0, 0.0)
+    assert cfg.at_step(50).static_weights == pytest.approx([1.0, 0.5])
 
 
 # TRL

@@ -5,6 +5,9 @@
 * a run resumed from a checkpoint goes on with SAW's history pool: its next step has the pool and weights of
   the uninterrupted run (both trainers);
 * each rival of the registry trains 2 steps and logs its per-key metrics;
+* a condition and a weight schedule, given on the command line: 2 steps log ``saw/<key>/alpha`` (the schedule at
+  verl's step) and ``saw/<key>/gated_fraction`` (what the rollouts' rewards give), and a resumed run goes on with
+  the schedule's step (both trainers, a SAW estimator on one and a rival on the other);
 * the CPU demo recipe: its config composes with hydra, and it trains 2 steps; run again, the same method
   and seed give the same rollouts and metrics bit for bit, and another method with that seed the same step-1
   rollouts and rewards.
@@ -29,6 +32,7 @@ import pytest
 from cpu_harness.assets import build_tiny_model
 from cpu_harness.launcher import run_main_ppo
 from cpu_harness.smoke_task import REWARD_MIN, write_smoke_data
+import prompt_rewards
 from recipes.common import repeat
 from saw_verl.integrations.verl.checkpoints import HISTORY_FILE
 
@@ -37,7 +41,7 @@ SMOKE_KEYS = ["accuracy_reward", "format_reward", "length_reward"]
 SAW_STATISTICS = ("weight", "cv", "mean", "std")
 RUN_TIMEOUT_S = 400
 PROMPT_REWARDS = Path(__file__).with_name("prompt_rewards.py")
-PROMPT_KEYS = ["even_sum", "sum_size"]  # prompt_rewards.REWARD_KEYS
+PROMPT_KEYS = list(prompt_rewards.REWARD_KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +196,76 @@ def test_rival_trains_two_steps_on_cpu(smoke_assets, estimator, prefix, use_v1, 
         assert all(0 <= data["gd2po/keep_ratio"] <= 1 for data in metrics.values())
 
 
+# A condition with a fill and a schedule, as a user types them: sum_size counts where even_sum >= 1 (an even a + b),
+# else as -0.5; its weight goes from 0 at step 0 to 1 at step 4 (verl's first step is 1).
+SHAPING_OVERRIDES = ["+algorithm.saw.conditions={sum_size:[even_sum,1.0,-0.5]}",
+                     "+algorithm.saw.weight_schedule={0:[1.0,0.0],4:[1.0,1.0]}"]
+SCHEDULED_ALPHA = {1: {"even_sum": 1.0, "sum_size": 0.25}, 2: {"even_sum": 1.0, "sum_size": 0.5}}
+SHAPED_CASES = {"saw_gdpo-legacy": ("saw_gdpo", "saw", False), "mo_grpo-v1": ("mo_grpo", "mo_grpo", True)}
+
+
+@pytest.fixture(scope="module")
+def shaped_runs(smoke_assets, tmp_path_factory):
+    """shaped_runs(case) -> {"whole": run folder, "resumed": run folder}: the prompt-scored job with the condition and
+    the schedule, 2 steps saving a checkpoint each, then a run resumed from its step-1 checkpoint (step 2 only)."""
+    done = {}
+
+    def run(case: str) -> dict[str, Path]:
+        if case not in done:
+            estimator, _, use_v1 = SHAPED_CASES[case]
+            root = tmp_path_factory.mktemp(case)
+            resume = {"whole": [], "resumed": ["trainer.resume_mode=resume_path",
+                                               f"trainer.resume_from_path={root / 'whole/checkpoints/global_step_1'}"]}
+            for name, extra in resume.items():
+                run_dir = root / name
+                overrides = smoke_overrides(smoke_assets, use_v1, run_dir, estimator, PROMPT_KEYS, None) + [
+                    *SHAPING_OVERRIDES, f"reward.custom_reward_function.path={PROMPT_REWARDS}", "trainer.save_freq=1",
+                    f"trainer.rollout_data_dir={run_dir / 'rollouts'}", *extra]
+                require_success(run_main_ppo(overrides, run_dir / "train.log", RUN_TIMEOUT_S,
+                                             env=file_logger_env(run_dir), cwd=run_dir))
+            done[case] = {name: root / name for name in resume}
+        return done[case]
+
+    return run
+
+
+def check_shaping_metrics(run_dir: Path, step: int, prefix: str) -> None:
+    """The step's logged alpha is the schedule's at that step; sum_size's gated_fraction and its conditioned mean
+    are what the rewards of the step's rollouts (dumped by verl, scored from their prompt's answer) give."""
+    data, rollouts = repeat.step_metrics(run_dir)[step], repeat.step_rollouts(run_dir)[step]
+    for key, alpha in SCHEDULED_ALPHA[step].items():
+        assert data[f"saw/{key}/alpha"] == pytest.approx(alpha), f"step {step}: saw/{key}/alpha"
+    rewards = [prompt_rewards.compute_score(None, row["output"], row["gts"]) for row in rollouts]
+    gated = [reward["even_sum"] < 1.0 for reward in rewards]
+    assert len(gated) == 16 and 0 < sum(gated) < len(gated), "4 prompts x 4 rollouts, odd and even sums"
+    assert data["saw/sum_size/gated_fraction"] == pytest.approx(sum(gated) / len(gated))
+    assert "saw/even_sum/gated_fraction" not in data, "no condition on even_sum"
+    conditioned = [-0.5 if off else reward["sum_size"] for reward, off in zip(rewards, gated)]
+    assert data[f"{prefix}/sum_size/mean"] == pytest.approx(sum(conditioned) / len(conditioned))
+    log = (run_dir / "train.log").read_text()
+    assert console_value(log, step, "saw/sum_size/alpha") == pytest.approx(SCHEDULED_ALPHA[step]["sum_size"])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", SHAPED_CASES)
+def test_condition_and_schedule_train_two_steps_and_log_both_metrics(shaped_runs, case):
+    run_dir = shaped_runs(case)["whole"]
+    assert sorted(repeat.step_metrics(run_dir)) == [1, 2]
+    for step in (1, 2):
+        check_shaping_metrics(run_dir, step, SHAPED_CASES[case][1])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", SHAPED_CASES)
+def test_resumed_run_goes_on_with_the_schedule_where_it_stopped(shaped_runs, case):
+    """Resumed from global_step_1, the run's first step is verl's step 2: alpha is the schedule's at 2, not at 1."""
+    runs = shaped_runs(case)
+    assert sorted(repeat.step_metrics(runs["resumed"])) == [2], "the resumed run trains step 2 only"
+    check_shaping_metrics(runs["resumed"], 2, SHAPED_CASES[case][1])
+    whole, resumed = (repeat.step_metrics(runs[name])[2] for name in ("whole", "resumed"))
+    assert resumed["saw/sum_size/gated_fraction"] == whole["saw/sum_size/gated_fraction"]
+
+
 def _unordered(rollouts: list[dict]) -> list[str]:
     """A step's rollouts as a sorted list, each without its uid (a uuid4 verl draws anew every run)."""
     return sorted(json.dumps({k: v for k, v in row.items() if k != "uid"}, sort_keys=True) for row in rollouts)
@@ -217,6 +291,10 @@ def test_v1_trainer_repeats_but_for_its_batch_order(smoke_runs):
 @pytest.mark.parametrize("mistake,named", [
     ("+algorithm.saw.preset=offical", r"unknown algorithm\.saw\.preset 'offical'"),
     ("+algorithm.saw.reward_min=[0,0]", r"algorithm\.saw\.reward_min has 2 entries but there are 3 reward keys"),
+    ("+algorithm.saw.weight_schedule={0:[1,0],10:[1,1]}",
+     r"algorithm\.saw\.weight_schedule: the weights at step 0 must be one per reward key"),
+    ("+algorithm.saw.conditions={format_reward:[format_reward,1.0]}",
+     r"algorithm\.saw\.conditions\['format_reward'\]: a key cannot be gated on itself"),
 ])
 def test_a_saw_option_error_stops_main_ppo_before_ray_starts(smoke_assets, tmp_path, mistake, named):
     """The real main_ppo: verl's driver validates its config before ray.init; the SAW options fail there too

@@ -9,6 +9,9 @@ here write `saw_history.json` into that folder before verl saves (so before verl
 and read it back once verl has loaded the folder. A checkpoint without it (saved by an older saw-verl, or by a
 run without a history) resumes with a new pool and a WARNING naming the folder. Like verl's own `data.pt`,
 the file stays in the local folder (`trainer.default_hdfs_dir` receives the actor only).
+
+The `_load_checkpoint` wrapper also records the trainer whose `global_steps` a weight schedule reads (`steps`):
+every trainer loads its checkpoint, or finds none, before its first step.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from types import ModuleType
 from typing import Optional
 
 from saw_verl.config import SawConfig
-from saw_verl.integrations.verl import estimators
+from saw_verl.integrations.verl import estimators, steps
 from saw_verl.integrations.verl.bindings import WRAPPED
 from saw_verl.integrations.verl.config import saw_config_from_algorithm
 
@@ -94,11 +97,13 @@ def wrap_save_checkpoint(original):
 
 
 def wrap_load_checkpoint(original):
-    """verl's `_load_checkpoint(self)` -> a wrapper that then restores SAW's pools from the folder it loaded."""
+    """verl's `_load_checkpoint(self)` -> a wrapper that then restores SAW's pools from the folder it loaded, and
+    records the trainer as the one whose step the estimators read (`steps.attach`)."""
 
     @functools.wraps(original)
     def _load_checkpoint(self):
         result = original(self)
+        steps.attach(self)
         cfg = history_config(self)
         folder = None if cfg is None else resumed_folder(self)
         if folder is not None:

@@ -8,6 +8,15 @@ Per-dimension keys and static weights are verl's own `algorithm.gdpo_reward_keys
       gdpo_reward_keys: [accuracy_reward, format_reward]
       saw: {preset: paper, dynamic: true, reward_min: [0, 0], delta: 1.0e-8, history_decay: 0.0}
 
+Every estimator of the registry, SAW's and the rivals', also takes the conditions and the weight schedule
+(saw_verl.shaping) in the same block:
+
+      saw:
+        conditions: {format_reward: [accuracy_reward, 1.0]}      # key: [condition key, threshold(, fill)]
+        weight_schedule: {0: [1.0, 0.0], 100: [1.0, 1.0]}         # step: one weight per key; or [[step, weights], ...]
+
+The schedule is read at verl's training step (`steps`) and replaces `algorithm.gdpo_reward_weights`.
+
 The rivals of the registry (`algorithm.adv_estimator=saw_verl_gdpo | mo_grpo | corr_grpo | gd2po`,
 docs/estimators.md) take the same keys and weights, and their own options in the same block
 (`algorithm.saw.whitening` for saw_verl_gdpo, `algorithm.saw.tau` for gd2po).
@@ -43,8 +52,12 @@ VERL_OPTION_NAMES = {
     "dynamic": "algorithm.saw.dynamic",
     "delta": "algorithm.saw.delta",
     "history_decay": "algorithm.saw.history_decay",
+    "conditions": "algorithm.saw.conditions",
+    "weight_schedule": "algorithm.saw.weight_schedule",
 }
 SAW_OPTION_DEFAULTS = {"preset": "paper", "dynamic": True, "reward_min": None, "delta": 1e-8, "history_decay": 0.0}
+# The options every estimator of the registry takes in the block (saw_verl.shaping), unset by default
+SHAPING_OPTIONS = {"conditions": None, "weight_schedule": None}
 # The rivals' own options, allowed in the same block (each estimator checks that it takes the ones set)
 RIVAL_OPTIONS = sorted({name for entry in REGISTRY.values() if not entry.saw_mode for name in entry.own_options})
 _warned_kl_in_reward = False
@@ -80,19 +93,20 @@ def _get(config, key: str, default=None):
 
 
 def saw_options(algorithm_config) -> dict[str, Any]:
-    """The `algorithm.saw` block merged over SAW_OPTION_DEFAULTS; unknown options -> SawInputError."""
+    """The `algorithm.saw` block (plain Python) merged over SAW_OPTION_DEFAULTS and SHAPING_OPTIONS; unknown
+    options -> SawInputError."""
     block = _get(algorithm_config, "saw", None)
     if block is None:
         block = {}
     if not isinstance(block, Mapping):
         raise SawInputError(f"algorithm.saw must be a mapping of SAW options, got {type(block).__name__}: {block!r}")
-    unknown = sorted(set(map(str, block)) - set(SAW_OPTION_DEFAULTS) - set(RIVAL_OPTIONS))
+    unknown = sorted(set(map(str, block)) - set(SAW_OPTION_DEFAULTS) - set(RIVAL_OPTIONS) - set(SHAPING_OPTIONS))
     if unknown:
         raise SawInputError(
             f"unknown option(s) in algorithm.saw: {unknown}; known options: {sorted(SAW_OPTION_DEFAULTS)} "
-            f"(SAW) and {RIVAL_OPTIONS} (the rivals, docs/estimators.md)"
+            f"(SAW), {RIVAL_OPTIONS} (the rivals, docs/estimators.md) and {sorted(SHAPING_OPTIONS)} (every estimator)"
         )
-    return {**SAW_OPTION_DEFAULTS, **block}
+    return {**SAW_OPTION_DEFAULTS, **SHAPING_OPTIONS, **block}
 
 
 def _optional_list(option: str, value) -> Optional[list]:
@@ -134,6 +148,8 @@ def saw_config_from_algorithm(
         static_weights=_optional_list("algorithm.gdpo_reward_weights", _get(algorithm_config, "gdpo_reward_weights")),
         delta=options["delta"],
         history_decay=options["history_decay"],
+        conditions=options["conditions"] or (),
+        weight_schedule=options["weight_schedule"],
         epsilon=epsilon,
         norm_by_std=bool(norm_adv_by_std_in_grpo),
         option_names=VERL_OPTION_NAMES,
@@ -158,9 +174,9 @@ def estimator_config_from_algorithm(
             f"{estimator.verl_name} needs algorithm.gdpo_reward_keys: the reward dimensions returned by "
             "compute_score, e.g. '+algorithm.gdpo_reward_keys=[accuracy_reward,format_reward]'"
         )
-    saw_options(algorithm_config)  # refuses a name no estimator takes
+    options = saw_options(algorithm_config)  # refuses a name no estimator takes
     block = _get(algorithm_config, "saw", None) or {}
-    foreign = sorted(set(map(str, block)) - set(estimator.own_options))
+    foreign = sorted(set(map(str, block)) - set(estimator.own_options) - set(SHAPING_OPTIONS))
     if foreign:
         takes = sorted(estimator.own_options) or "none"
         raise SawInputError(
@@ -171,9 +187,8 @@ def estimator_config_from_algorithm(
         norm_adv_by_std_in_grpo = _get(algorithm_config, "norm_adv_by_std_in_grpo", True)
     _warn_once_if_kl_in_reward(algorithm_config, estimator.verl_name)
     weights = _optional_list("algorithm.gdpo_reward_weights", _get(algorithm_config, "gdpo_reward_weights"))
-    shared = {
-        "reward_keys": keys, "reward_weights": weights, "epsilon": epsilon, "norm_by_std": bool(norm_adv_by_std_in_grpo)
-    }
+    shared = {"reward_keys": keys, "reward_weights": weights, "epsilon": epsilon,
+              "norm_by_std": bool(norm_adv_by_std_in_grpo), **{name: options[name] for name in SHAPING_OPTIONS}}
     own = {name: block[name] for name in estimator.own_options if name in block}
     estimator.check(**own)
     return estimator_config(estimator, len(keys), shared, option_names=VERL_OPTION_NAMES), own

@@ -17,6 +17,9 @@ take no part either (advantage 0), so they do not move the batch statistics.
 With `algorithm.saw.history_decay` > 0 the statistics come from the run's SawHistory (docs/spec.md,
 "History"), held here in the driver, one per estimator and set of reward keys, updated by every training
 step (verl calls the estimator for training batches only). It travels in verl's checkpoints (`checkpoints`).
+
+With `algorithm.saw.weight_schedule` the static weights are the schedule's at verl's training step: the one the
+shim forwards (v1), else the trainer's `global_steps` (`steps`), so a resumed run goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from verl.trainer.ppo import core_algos
 
 from saw_verl.errors import SawInputError
 from saw_verl.history import RunHistories
-from saw_verl.integrations.verl import metrics
+from saw_verl.integrations.verl import metrics, steps
 from saw_verl.integrations.verl.columns import group_ids_from_index, rewards_from_columns
 from saw_verl.integrations.verl.config import estimator_config_from_algorithm
 from saw_verl.integrations.verl.sessions import AgentSessions
@@ -44,6 +47,7 @@ class _Forwarded(NamedTuple):
     norm_adv_by_std_in_grpo: Optional[bool]
     sessions: Optional[AgentSessions]  # v1 multi-output agent sessions of the N rows
     padding_rows: Optional[torch.Tensor]  # (N,) bool: v1 rows verl added to pad the batch (tag is_padding)
+    step: Optional[int]  # verl's training step (trainer.global_steps), read by a weight schedule
 
 
 HISTORIES = RunHistories()  # the driver process trains one run
@@ -58,10 +62,11 @@ def forwarded(
     norm_adv_by_std_in_grpo: Optional[bool] = None,
     sessions: Optional[AgentSessions] = None,
     padding_rows: Optional[torch.Tensor] = None,
+    step: Optional[int] = None,
 ):
-    """Make per-key reward columns / the GRPO std switch / the agent sessions / the padding rows visible
-    to saw_* estimators called inside."""
-    forwarded_now = _Forwarded(columns, norm_adv_by_std_in_grpo, sessions, padding_rows)
+    """Make per-key reward columns / the GRPO std switch / the agent sessions / the padding rows / the training
+    step visible to saw_* estimators called inside."""
+    forwarded_now = _Forwarded(columns, norm_adv_by_std_in_grpo, sessions, padding_rows, step)
     token = _forwarded.set((forwarded_now, *_forwarded.get()))
     try:
         yield
@@ -93,11 +98,28 @@ def _columns_for(estimator: str, non_tensor_batch: Optional[Mapping], keys) -> M
     return columns
 
 
-def _estimate(entry: Estimator, response_mask, index, config, non_tensor_batch, epsilon, norm):
+def _training_step(estimator: str, cfg, step: Optional[int]) -> Optional[int]:
+    """The step a weight schedule is read at: `step` if given, else the forwarded one, else the trainer's
+    (`steps.current`); SawInputError when cfg has a schedule and none of them is known."""
+    if step is None:
+        step = _innermost("step")
+    if step is None:
+        step = steps.current()
+    if step is None and cfg.weight_schedule is not None:
+        raise SawInputError(
+            f"{cfg.option('weight_schedule')} needs the training step, and none reached {estimator}: saw_verl reads "
+            "verl's trainer.global_steps (forwarded by the v1 trainer's _compute_advantage, or of the trainer that "
+            "loaded its checkpoint in this process); a direct call passes step=<t>"
+        )
+    return step
+
+
+def _estimate(entry: Estimator, response_mask, index, config, non_tensor_batch, epsilon, norm, step):
     estimator = entry.verl_name
     if norm is None:
         norm = _innermost("norm_adv_by_std_in_grpo")
     cfg, own = estimator_config_from_algorithm(config, entry, epsilon=epsilon, norm_adv_by_std_in_grpo=norm)
+    step = _training_step(estimator, cfg, step)
     num_rows = response_mask.shape[0]
     rewards = rewards_from_columns(_columns_for(estimator, non_tensor_batch, cfg.reward_keys), cfg.reward_keys, num_rows)
     if index is None:
@@ -114,12 +136,12 @@ def _estimate(entry: Estimator, response_mask, index, config, non_tensor_batch, 
     if entry.saw_mode:
         own = {"history": HISTORIES.get(cfg)}
     if sessions is None or sessions.all_final:
-        result = run_estimator(entry, rewards, group_ids, response_mask, cfg, own, num_groups)
+        result = run_estimator(entry, rewards, group_ids, response_mask, cfg, own, num_groups, step=step)
         advantages = result.advantages
     else:
         final = _final_rows(sessions, rewards, cfg.reward_keys)
         final_mask = response_mask[final.to(response_mask.device)]
-        result = run_estimator(entry, rewards[final], group_ids[final], final_mask, cfg, own, num_groups)
+        result = run_estimator(entry, rewards[final], group_ids[final], final_mask, cfg, own, num_groups, step=step)
         advantages = sessions.broadcast(result.advantages, final_mask, response_mask)
     metrics.publish(estimator, cfg.reward_keys, result)
     return advantages, advantages
@@ -143,7 +165,8 @@ def _final_rows(sessions: AgentSessions, rewards: torch.Tensor, keys) -> torch.T
 def _verl_estimator(entry: Estimator):
     """verl's estimator function for a registry entry: verl's keywords -> (advantages, returns), the same (N, L)
     float32 tensor. response_mask (N, L), index (N,) uids, config: verl's `algorithm` config; the rewards come
-    from the per-key columns (token_level_rewards and batch are unused)."""
+    from the per-key columns (token_level_rewards and batch are unused). step: the training step a weight
+    schedule is read at (default: verl's, see `_training_step`)."""
 
     def compute_advantage(
         token_level_rewards: torch.Tensor,
@@ -154,9 +177,12 @@ def _verl_estimator(entry: Estimator):
         batch=None,
         epsilon: float = 1e-6,
         norm_adv_by_std_in_grpo: Optional[bool] = None,
+        step: Optional[int] = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return _estimate(entry, response_mask, index, config, non_tensor_batch, epsilon, norm_adv_by_std_in_grpo)
+        return _estimate(
+            entry, response_mask, index, config, non_tensor_batch, epsilon, norm_adv_by_std_in_grpo, step
+        )
 
     compute_advantage.__name__ = f"compute_{entry.verl_name}_advantage"
     compute_advantage.__qualname__ = compute_advantage.__name__

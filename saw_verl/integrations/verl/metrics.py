@@ -1,5 +1,6 @@
-"""Per-key statistics of the latest step (SAW's weights, the rivals' means, stds and gates), handed from
-the estimator to the trainer's step metrics.
+"""Per-key statistics of the latest step (SAW's weights, the rivals' means, stds and gates, and every estimator's
+saw/{key}/alpha and, for a conditioned key, saw/{key}/gated_fraction), handed from the estimator to the trainer's
+step metrics.
 
 The estimator runs in the trainer's process (verl's TaskRunner), but verl gives it no metrics dict:
 it `publish`es here, and the shim `take`s the pending metrics into the step metrics (v1: the
@@ -32,14 +33,17 @@ def publish(estimator: str, reward_keys: Sequence[str], result: EstimatorResult)
     logger.info(
         "%s per key: %s",
         estimator,
-        ", ".join(
-            f"{key} (" + ", ".join(f"{stat} {metrics[f'{result.prefix}/{key}/{stat}']:.4f}" for stat in result.per_key)
-            + ")"
-            for key in reward_keys
-        )
+        ", ".join(_key_line(key, result, metrics) for key in reward_keys)
         + "".join(f", {stat} {metrics[f'{result.prefix}/{stat}']:.4f}" for stat in result.batch),
     )
     return metrics
+
+
+def _key_line(key: str, result: EstimatorResult, metrics: dict[str, float]) -> str:
+    """"key (stat value, ...)": the estimator's per-key statistics, then the key's alpha (and gated_fraction)."""
+    names = [f"{result.prefix}/{key}/{stat}" for stat in result.per_key]
+    names += [name for name in (f"saw/{key}/{stat}" for stat in result.shaping or ()) if name in metrics]
+    return f"{key} (" + ", ".join(f"{name.rsplit('/', 1)[1]} {metrics[name]:.4f}" for name in names) + ")"
 
 
 def take() -> dict[str, float]:

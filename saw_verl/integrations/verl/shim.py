@@ -19,10 +19,12 @@ delegated untouched):
 - v1 `PPOTrainer._compute_advantage` fetches 7 fixed fields from TransferQueue, so the per-key
   rewards stay in `extra_fields["reward_extra_info"]`: the wrapper fetches them and forwards them
   (a fallback: keys verl itself puts in non_tensor_batch win) with the rows verl added to pad the
-  batch (tag `is_padding`, copies of the first sample: they must not move the statistics), then puts
-  this step's `saw/*` metrics into the step's `metrics` dict.
+  batch (tag `is_padding`, copies of the first sample: they must not move the statistics) and the trainer's
+  step (`self.global_steps`, read by a weight schedule), then puts this step's `saw/*` metrics into the step's
+  `metrics` dict.
 - both trainers' `_save_checkpoint` / `_load_checkpoint`: SAW's history pool travels in the
-  `global_step_N` folder (`checkpoints`).
+  `global_step_N` folder (`checkpoints`); `_load_checkpoint` also records the trainer whose step a weight
+  schedule reads where verl forwards none (`steps`).
 
 The four functions are wrapped wherever a verl module binds them, whichever module defines them
 (`bindings`: survives verl moving them); the methods are patched when their module
@@ -213,7 +215,8 @@ def _patch_v1_trainer(module) -> None:
     def _compute_advantage(self, batch, metrics):
         if _estimator_name(self.config.algorithm.adv_estimator) not in estimators.SAW_ESTIMATORS:
             return original(self, batch, metrics)
-        with estimators.forwarded(reward_extra_columns(module.tq, batch), padding_rows=padding_rows(batch)):
+        with estimators.forwarded(reward_extra_columns(module.tq, batch), padding_rows=padding_rows(batch),
+                                  step=getattr(self, "global_steps", None)):
             result = original(self, batch, metrics)
         metrics.update(saw_metrics.take())
         return result
