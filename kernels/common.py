@@ -15,7 +15,9 @@ import triton
 import triton.language as tl
 
 # The float64 constants vector (built once per configuration and device by the caller): SCALARS values, then one
-# row of K values per per-key option (REWARD_MIN_ROW, STATIC_WEIGHT_ROW). float64 so that 1e-8 arrives exactly.
+# row of K values per per-key option (REWARD_MIN_ROW, STATIC_WEIGHT_ROW), then LEVEL_ROWS rows per level of the
+# conditions (as many levels as the longest chain has conditions, none without; constants_vector). float64 so that
+# 1e-8 arrives exactly.
 DELTA = tl.constexpr(0)
 EPSILON = tl.constexpr(1)
 OFFICIAL_EPS = tl.constexpr(2)
@@ -24,10 +26,13 @@ HISTORY_DECAY = tl.constexpr(4)
 SCALARS = tl.constexpr(5)
 REWARD_MIN_ROW = tl.constexpr(0)
 STATIC_WEIGHT_ROW = tl.constexpr(1)
+FIRST_LEVEL_ROW = tl.constexpr(2)
+LEVEL_ROWS = tl.constexpr(3)  # in a level: the gate key, the threshold, the fill
 
 # The workspace, one float64 tensor per call: the per-row values v (N,) float32, the status words, the summary
-# (SUMMARY_ROWS, K), the scratch of the group statistics (N, 2, C): per run, at its first sorted position, each
-# column's mean and divisor), and for GDPO the per-row scores S (N,) and token counts n (N,).
+# (SUMMARY_ROWS, K: the rows of SUMMARY, then GATED_ROW, written only with conditions), the scratch of the group
+# statistics (N, 2, C): per run, at its first sorted position, each column's mean and divisor), and for GDPO the
+# per-row scores S (N,) and token counts n (N,).
 # Status words: FIRST_BAD (the first non-finite reward as row * K + key, N * K if none), TOKENS (GDPO: M, the sum
 # of the mask), BELOW_MIN_KEY / BELOW_MIN_VALUE (the first key whose smallest reward is below its reward_min, K if
 # none, and that reward), then one word per statistics program from UNSORTED_AT: the bits UNSORTED (the ids it
@@ -40,12 +45,13 @@ UNSORTED_AT = tl.constexpr(4)
 UNSORTED = tl.constexpr(1)
 OWNS_A_GROUP = tl.constexpr(2)
 SUMMARY = ("weights", "cv", "mean", "std", "batch_cv")  # rows of the summary
-SUMMARY_ROWS = tl.constexpr(len(SUMMARY))
+SUMMARY_ROWS = tl.constexpr(len(SUMMARY) + 1)
 WEIGHTS_ROW = tl.constexpr(0)
 CV_ROW = tl.constexpr(1)
 MEAN_ROW = tl.constexpr(2)
 STD_ROW = tl.constexpr(3)
 BATCH_CV_ROW = tl.constexpr(4)
+GATED_ROW = tl.constexpr(5)  # with conditions: per key, the share of the N rows whose reward became its fill
 # A history pool (docs/spec.md, "History"): (POOL_ROWS, K) float64, rows weight, mean, M2, low, high; read from the
 # caller's tensor, the pool with this batch merged in written to a new (POOL_ROWS, K) tensor.
 POOL_ROWS = 5
@@ -69,9 +75,25 @@ WARP_THREADS = 32
 
 
 def constants_vector(delta: float, epsilon: float, official_eps: float, whiten_eps: float, history_decay: float,
-                     reward_min, static_weights) -> list[float]:
-    """The values of the constants vector, in layout order (the caller makes the device tensor)."""
-    return [delta, epsilon, official_eps, whiten_eps, history_decay, *reward_min, *static_weights]
+                     reward_min, static_weights, conditions=()) -> list[float]:
+    """The values of the constants vector, in layout order (the caller makes the device tensor).
+
+    conditions: (key, condition key, threshold, fill) per conditioned key (indices into the K keys; chains that do
+    not loop). They are laid out as the chains walked from each key: with c_0 = k and c_{i+1} the key that gates
+    c_i (-1 past the chain's end), level i holds three rows of K values: c_{i+1}, then c_i's threshold and fill.
+    Level 0 is each key's own condition (-1, 0, 0 for a key without one); condition_levels() says how many there are."""
+    gates = {key: (on, threshold, fill) for key, on, threshold, fill in conditions}
+    chain, rows = list(range(len(reward_min))), []
+    while any(c in gates for c in chain):
+        rows += [[float(gates[c][i]) if c in gates else (-1.0, 0.0, 0.0)[i] for c in chain] for i in range(3)]
+        chain = [gates[c][0] if c in gates else -1 for c in chain]
+    return [delta, epsilon, official_eps, whiten_eps, history_decay, *reward_min, *static_weights,
+            *(value for row in rows for value in row)]
+
+
+def condition_levels(constants: torch.Tensor, k: int) -> int:
+    """The levels of conditions in a constants vector of K keys (0: none), from its length."""
+    return (constants.numel() - SCALARS.value - FIRST_LEVEL_ROW.value * k) // (LEVEL_ROWS.value * k)
 
 
 def cdiv(a: int, b: int) -> int:
@@ -127,7 +149,7 @@ def plan(n: int, length: int, k: int, mask_bytes: int, gdpo: bool, vectors: bool
     status_at = cdiv(n, 2)
     summary_at = status_at + UNSORTED_AT.value + programs
     columns, per_row_arrays = (block_k, 2) if gdpo else (1, 0)
-    workspace = summary_at + len(SUMMARY) * k + 2 * n * columns + per_row_arrays * n
+    workspace = summary_at + SUMMARY_ROWS.value * k + 2 * n * columns + per_row_arrays * n
     return Plan(block_k, BATCH_TILE // block_k, BATCH_TILE // 2, group_chunk, programs, cdiv(n, programs),
                 token_rows, token_cols, cdiv(n, token_rows), write_rows, write_cols,
                 (cdiv(n, write_rows), cdiv(length, write_cols)), status_at, summary_at, workspace)
@@ -143,9 +165,11 @@ def allocate(rewards: torch.Tensor, group_ids: torch.Tensor, response_mask: torc
     return workspace, advantages, ids, order
 
 
-def results(workspace: torch.Tensor, advantages: torch.Tensor, shape: Plan, k: int):
-    """(advantages, summary (SUMMARY_ROWS, K) float64, status words) views of one call's outputs."""
-    summary = workspace[shape.summary_at:shape.summary_at + len(SUMMARY) * k].view(len(SUMMARY), k)
+def results(workspace: torch.Tensor, advantages: torch.Tensor, shape: Plan, k: int, conditioned: bool):
+    """(advantages, summary (len(SUMMARY), K) float64, or (SUMMARY_ROWS, K) with GATED_ROW when conditioned, status
+    words) views of one call's outputs."""
+    rows = len(SUMMARY) + conditioned
+    summary = workspace[shape.summary_at:shape.summary_at + rows * k].view(rows, k)
     return advantages, summary, workspace[shape.status_at:shape.summary_at]
 
 

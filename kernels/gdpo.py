@@ -13,8 +13,8 @@ import triton
 import triton.language as tl
 
 from .common import (
-    STATS_WARPS, TOKENS, UNSORTED_AT, WHITEN_EPS, allocate, plan, results, vector_rows, workspace_regions,
-    write_advantages,
+    STATS_WARPS, TOKENS, UNSORTED_AT, WHITEN_EPS, allocate, condition_levels, plan, results, vector_rows,
+    workspace_regions, write_advantages,
 )
 from .statistics import chunk_moments, group_zscores, merge_moments, step1
 
@@ -47,20 +47,21 @@ def _gdpo_stats_kernel(
     rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, ws_ptr, pool_ptr, pool_out_ptr, mask_ptr,
     mask_stride_n, mask_stride_l, N, K, L, BLOCK, PROGRAMS,
     PAPER: tl.constexpr, DYNAMIC: tl.constexpr, NORM_BY_STD: tl.constexpr, SORTED: tl.constexpr, HISTORY: tl.constexpr,
-    BATCH_CHUNK: tl.constexpr, GROUP_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr, FLOAT_MASK: tl.constexpr,
-    TOKEN_ROWS: tl.constexpr, TOKEN_COLS: tl.constexpr,
+    LEVELS: tl.constexpr, BATCH_CHUNK: tl.constexpr, GROUP_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr,
+    FLOAT_MASK: tl.constexpr, TOKEN_ROWS: tl.constexpr, TOKEN_COLS: tl.constexpr,
 ):
     """Programs p < PROGRAMS: Step 1 (program 0 stores the summary and the first non-finite reward), then
     S(j) = sum_k w_k alpha_k z(r_k)(j) (N,) float64 for the rows of the runs that start in sorted positions
     [p * BLOCK, (p + 1) * BLOCK), and status word UNSORTED_AT + p as in grpo. Programs from PROGRAMS: the token
-    counts n (N,) float64 of TOKEN_ROWS rows each (count_tokens)."""
+    counts n (N,) float64 of TOKEN_ROWS rows each (count_tokens). LEVELS: the rounds of the conditions
+    (statistics.condition), 0 without."""
     _, status, summary, scratch, scores = workspace_regions(ws_ptr, N, K, PROGRAMS, BLOCK_K)
     program = tl.program_id(0)
     if program < PROGRAMS:
         coef = step1(rewards_ptr, stride_n, stride_k, consts_ptr, status, summary, pool_ptr, pool_out_ptr, N, K,
-                     PAPER, DYNAMIC, HISTORY, BATCH_CHUNK, BLOCK_K)
+                     PAPER, DYNAMIC, HISTORY, LEVELS, BATCH_CHUNK, BLOCK_K)
         flags = group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, scores, scratch,
-                                  coef, N, K, BLOCK, NORM_BY_STD, SORTED, True, GROUP_CHUNK, BLOCK_K)
+                              coef, N, K, BLOCK, NORM_BY_STD, SORTED, True, LEVELS, GROUP_CHUNK, BLOCK_K)
         tl.store(status + UNSORTED_AT + program, flags.to(tl.float64))
     else:
         count_tokens(mask_ptr, mask_stride_n, mask_stride_l, scores + N, N, L, program - PROGRAMS, FLOAT_MASK,
@@ -111,17 +112,19 @@ def gdpo_advantages(
         rewards: (N, K) float, any float dtype and strides; N >= 2.
         group_ids: (N,) integer, any values; ids_sorted: the caller says they are non-decreasing (no sort; checked).
         response_mask: (N, L), L >= 1, any dtype and strides.
-        constants: (5 + 2K,) float64 on the device (common.constants_vector).
+        constants: (5 + (2 + 3 levels) K,) float64 on the device (common.constants_vector): the levels of
+            conditions it holds (common.condition_levels, 0: none) gate the rewards wherever the kernels read them.
         preset: "paper" or "official"; dynamic, norm_by_std: docs/spec.md Step 1 / Conventions.
         pool, pool_out: as grpo.grpo_advantages.
     Returns:
         advantages (N, L) float32; summary (common.SUMMARY_ROWS, K) float64 rows weights / cv / mean / std /
-        batch_cv; status words float64
+        batch_cv, then (levels > 0) gated_fraction; status words float64
         (common: FIRST_BAD, TOKENS = M, BELOW_MIN_KEY / _VALUE, then from UNSORTED_AT one word per
         statistics program, bits UNSORTED and OWNS_A_GROUP). Read the status
         before trusting the rest: a descent means ids_sorted was wrong, M < 2 that the whitening is undefined.
     """
     n, k = rewards.shape
+    levels = condition_levels(constants, k)
     length = response_mask.shape[1]
     shape = plan(n, length, k, response_mask.element_size(), True, vector_rows(response_mask))
     workspace, advantages, ids, order = allocate(rewards, group_ids, response_mask, shape, ids_sorted)
@@ -129,7 +132,7 @@ def gdpo_advantages(
         rewards, rewards.stride(0), rewards.stride(1), ids, order, constants, workspace, pool, pool_out, response_mask,
         response_mask.stride(0), response_mask.stride(1), n, k, length, shape.block, shape.programs,
         PAPER=preset == "paper", DYNAMIC=dynamic, NORM_BY_STD=norm_by_std, SORTED=ids_sorted, HISTORY=pool is not None,
-        BATCH_CHUNK=shape.batch_chunk, GROUP_CHUNK=shape.group_chunk, BLOCK_K=shape.block_k,
+        LEVELS=levels, BATCH_CHUNK=shape.batch_chunk, GROUP_CHUNK=shape.group_chunk, BLOCK_K=shape.block_k,
         FLOAT_MASK=response_mask.dtype.is_floating_point, TOKEN_ROWS=shape.token_rows, TOKEN_COLS=shape.token_cols,
         num_warps=STATS_WARPS, enable_fp_fusion=False,
     )
@@ -138,4 +141,4 @@ def gdpo_advantages(
         num_warps=STATS_WARPS, enable_fp_fusion=False,
     )
     write_advantages(workspace, response_mask, advantages, shape)
-    return results(workspace, advantages, shape, k)
+    return results(workspace, advantages, shape, k, levels > 0)

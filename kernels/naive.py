@@ -11,16 +11,37 @@ from .common import SCALARS
 
 def unpack(constants, k: int):
     """The constants vector (common.constants_vector layout) -> (delta, epsilon, official_eps, whiten_eps,
-    history_decay, reward_min (K,), alpha (K,))."""
+    history_decay, reward_min (K,), alpha (K,), condition key (K,) int64 (-1: none), threshold (K,), fill (K,)):
+    each key's own condition, from the first level of the conditions."""
     values = [float(c) for c in constants]
-    per_key = torch.tensor(values[SCALARS:], dtype=torch.float64)
-    return (*values[:SCALARS], per_key[:k], per_key[k:2 * k])
+    rows = torch.tensor(values[SCALARS:], dtype=torch.float64).view(-1, k)
+    on, threshold, fill = rows[2:5] if len(rows) > 2 else (torch.full((k,), -1.0), *torch.zeros(2, k))
+    return (*values[:SCALARS], rows[0], rows[1], on.long(), threshold, fill)
+
+
+def naive_conditions(rewards: torch.Tensor, constants) -> tuple[torch.Tensor, list]:
+    """rewards (N, K) float64 -> (conditioned rewards (N, K), the summary rows after SUMMARY's: [gated fraction (K,)]
+    with conditions, [] without) (docs/spec.md, "Conditions and schedules"): key by key in order of depth in the
+    chains, so that each reads its condition key's final value."""
+    *_, on, threshold, fill = unpack(constants, rewards.shape[1])
+    on = on.tolist()
+
+    def depth(key: int) -> int:  # chains never loop (the config refuses it)
+        return 0 if on[key] < 0 else 1 + depth(on[key])
+
+    out, gated = rewards.clone(), torch.zeros(len(on), dtype=torch.float64)
+    for key in sorted(range(len(on)), key=depth):
+        if on[key] >= 0:
+            replaced = ~(out[:, on[key]] >= threshold[key]) & torch.isfinite(rewards[:, key])
+            out[:, key] = torch.where(replaced, fill[key], rewards[:, key])
+            gated[key] = replaced.double().mean()
+    return out, [gated] if max(on) >= 0 else []
 
 
 def naive_weights(rewards: torch.Tensor, constants, preset: str, dynamic: bool):
     """rewards (N, K) float64 -> (weights, cv, mean, std) (K,) float64 (docs/spec.md Step 1)."""
     k = rewards.shape[1]
-    delta, _, official_eps, _, _, reward_min, _ = unpack(constants, k)
+    delta, _, official_eps, _, _, reward_min, *_ = unpack(constants, k)
     mean = rewards.mean(0)
     std = rewards.std(0)
     std[rewards.amax(0) == rewards.amin(0)] = 0.0  # a constant key: exactly 0
@@ -60,21 +81,22 @@ def _advantages(row_values: torch.Tensor, response_mask: torch.Tensor) -> torch.
 
 
 def naive_grpo(rewards, group_ids, response_mask, constants, preset, dynamic, norm_by_std, ids_sorted=False):
-    """As grpo.grpo_advantages without a history pool (ids_sorted changes nothing here) -> (advantages (N, L) float32,
-    summary (5, K): weights, cv, mean, std, batch_cv = cv)."""
-    rewards = rewards.double().cpu()
-    _, epsilon, _, _, _, _, alpha = unpack(constants, rewards.shape[1])
+    """As grpo.grpo_advantages without a history pool (ids_sorted changes nothing here; the conditions are read from
+    the constants) -> (advantages (N, L) float32, summary (5, K): weights, cv, mean, std, batch_cv = cv, and
+    with conditions a 6th row, the gated fractions)."""
+    rewards, gated = naive_conditions(rewards.double().cpu(), constants)
+    _, epsilon, _, _, _, _, alpha, *_ = unpack(constants, rewards.shape[1])
     weights, cv, mean, std = naive_weights(rewards, constants, preset, dynamic)
     summed = (rewards * (weights * alpha)).sum(1, keepdim=True)
     z = naive_group_zscores(summed, group_ids.cpu(), epsilon, norm_by_std)[:, 0]
-    return _advantages(z, response_mask.cpu()), torch.stack([weights, cv, mean, std, cv])
+    return _advantages(z, response_mask.cpu()), torch.stack([weights, cv, mean, std, cv, *gated])
 
 
 def naive_gdpo(rewards, group_ids, response_mask, constants, preset, dynamic, norm_by_std, ids_sorted=False):
-    """As gdpo.gdpo_advantages without a history pool -> (advantages (N, L) float32, summary (5, K) as naive_grpo);
+    """As gdpo.gdpo_advantages without a history pool -> (advantages (N, L) float32, summary as naive_grpo);
     M < 2 tokens: ValueError."""
-    rewards = rewards.double().cpu()
-    _, epsilon, _, whiten_eps, _, _, alpha = unpack(constants, rewards.shape[1])
+    rewards, gated = naive_conditions(rewards.double().cpu(), constants)
+    _, epsilon, _, whiten_eps, _, _, alpha, *_ = unpack(constants, rewards.shape[1])
     weights, cv, mean, std = naive_weights(rewards, constants, preset, dynamic)
     z = naive_group_zscores(rewards, group_ids.cpu(), epsilon, norm_by_std)
     scores = (z * (weights * alpha)).sum(1)
@@ -85,4 +107,4 @@ def naive_gdpo(rewards, group_ids, response_mask, constants, preset, dynamic, no
     whitened_mean = (tokens * scores).sum() / total
     variance = (tokens * (scores - whitened_mean) ** 2).sum() / (total - 1)
     whitened = (scores - whitened_mean) / (variance + whiten_eps).sqrt()
-    return _advantages(whitened, response_mask.cpu()), torch.stack([weights, cv, mean, std, cv])
+    return _advantages(whitened, response_mask.cpu()), torch.stack([weights, cv, mean, std, cv, *gated])

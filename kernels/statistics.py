@@ -10,6 +10,9 @@ torch.sort's). A group is a run of equal ids; no array is sized by an id value. 
 runs that start in its block of sorted positions [p * BLOCK, (p + 1) * BLOCK) and follows the last one past the
 block's end, so each group is reduced whole, by one program, in order.
 
+Conditions (docs/spec.md, "Conditions and schedules") are applied in registers wherever rewards are read (Step 1
+and both group passes): the same values in every pass, no extra pass and no extra launch.
+
 Loops whose trip count is only known at run time are `while` loops: the interpreter of triton 3.6 turns every
 runtime scalar into a shape-(1,) array, which `range()` cannot take.
 """
@@ -20,8 +23,9 @@ import triton
 import triton.language as tl
 
 from .common import (
-    BATCH_CV_ROW, BELOW_MIN_KEY, BELOW_MIN_VALUE, CV_ROW, DELTA, EPSILON, FIRST_BAD, HISTORY_DECAY, MEAN_ROW,
-    OFFICIAL_EPS, OWNS_A_GROUP, UNSORTED, REWARD_MIN_ROW, SCALARS, STATIC_WEIGHT_ROW, STD_ROW, WEIGHTS_ROW,
+    BATCH_CV_ROW, BELOW_MIN_KEY, BELOW_MIN_VALUE, CV_ROW, DELTA, EPSILON, FIRST_BAD, FIRST_LEVEL_ROW, GATED_ROW,
+    HISTORY_DECAY, LEVEL_ROWS, MEAN_ROW, OFFICIAL_EPS, OWNS_A_GROUP, UNSORTED, REWARD_MIN_ROW, SCALARS,
+    STATIC_WEIGHT_ROW, STD_ROW, WEIGHTS_ROW,
 )
 
 
@@ -41,6 +45,12 @@ def _extremes(ha, la, ba, hb, lb, bb):
 
 
 @triton.jit
+def _extremes_and_count(ha, la, ba, ca, hb, lb, bb, cb):
+    """_extremes, and the sum of a count."""
+    return tl.maximum(ha, hb), tl.minimum(la, lb), tl.minimum(ba, bb), ca + cb
+
+
+@triton.jit
 def chunk_moments(weight, x):
     """(total weight, weighted mean, weighted M2 about that mean) along axis 0 of x (weight 0: absent)."""
     total = tl.sum(weight, 0)
@@ -50,10 +60,61 @@ def chunk_moments(weight, x):
 
 
 @triton.jit
-def batch_statistics(rewards_ptr, stride_n, stride_k, N, K, CHUNK: tl.constexpr, BLOCK_K: tl.constexpr):
-    """docs/spec.md Step 1, first half: per key (count, mean, M2, max, min) (BLOCK_K,) float64 over the N rows, and
-    the first non-finite reward as row * K + key (N * K if none). Each step summarises CHUNK rows (mean, then M2
-    about it) and merges that into the running summary in row order; the next step's loads are issued first."""
+def is_finite(x):
+    return (x == x) & (tl.abs(x) != float("inf"))
+
+
+@triton.jit
+def level_row(consts_ptr, level, row, K, other, BLOCK_K: tl.constexpr):
+    """Row `row` (0: gate key, 1: threshold, 2: fill) of level `level` of the conditions (common.constants_vector),
+    (BLOCK_K,) float64, `other` past K."""
+    keys = tl.arange(0, BLOCK_K)
+    at = consts_ptr + SCALARS + (FIRST_LEVEL_ROW + LEVEL_ROWS * level + row) * K
+    return tl.load(at + keys, mask=keys < K, other=other)
+
+
+@triton.jit
+def gate_level(values, gate, consts_ptr, level, K, BLOCK_K: tl.constexpr):
+    """values (R, BLOCK_K): the rewards of the keys c_level of each chain; gate: the conditioned values of the keys
+    that gate them -> (the conditioned values of c_level, where they were replaced by the fill)."""
+    gated = (level_row(consts_ptr, level, 0, K, -1.0, BLOCK_K) >= 0)[None, :]
+    replaced = gated & is_finite(values) & ~(gate >= level_row(consts_ptr, level, 1, K, 0.0, BLOCK_K)[None, :])
+    return tl.where(replaced, level_row(consts_ptr, level, 2, K, 0.0, BLOCK_K)[None, :], values), replaced
+
+
+@triton.jit
+def reward_columns(row_ptrs, take, stride_k, column_of_key):
+    """The rewards (R, BLOCK_K) float64 of the rows at row_ptrs (R, 1) in the columns column_of_key (BLOCK_K,)
+    float64 (-1: none, read as 0): a gather from the cache lines the rows were just read from."""
+    columns = column_of_key.to(tl.int32)
+    inside = take & (columns >= 0)[None, :]
+    return tl.load(row_ptrs + columns[None, :] * stride_k, mask=inside, other=0).to(tl.float64)
+
+
+@triton.jit
+def condition(x, row_ptrs, take, stride_k, consts_ptr, K, LEVELS: tl.constexpr, BLOCK_K: tl.constexpr):
+    """docs/spec.md, "Conditions and schedules": rewards x (R, BLOCK_K) float64 of the rows at row_ptrs (R, 1)
+    (take: where they are read) -> (conditioned rewards, replaced: where a reward became its fill) (R, BLOCK_K).
+    Key k keeps x_k where the key gating it has a conditioned value >= its threshold (a NaN fails), else takes its
+    fill; a non-finite x_k stays. LEVELS >= 1: each key's chain (common.constants_vector: c_0 = k, c_1, ...) is
+    resolved from its end, its last key's reward as it is, then level by level down to c_0 = k; the rewards of
+    the c_i are gathered from the same rows (reward_columns): no exchange between threads."""
+    gate = reward_columns(row_ptrs, take, stride_k, level_row(consts_ptr, LEVELS - 1, 0, K, -1.0, BLOCK_K))
+    for step in tl.static_range(LEVELS - 1):  # levels LEVELS - 1 down to 1
+        level = LEVELS - 1 - step
+        values = reward_columns(row_ptrs, take, stride_k, level_row(consts_ptr, level - 1, 0, K, -1.0, BLOCK_K))
+        gate, _ = gate_level(values, gate, consts_ptr, level, K, BLOCK_K)
+    return gate_level(x, gate, consts_ptr, 0, K, BLOCK_K)
+
+
+@triton.jit
+def batch_statistics(rewards_ptr, stride_n, stride_k, consts_ptr, N, K, LEVELS: tl.constexpr, CHUNK: tl.constexpr,
+                     BLOCK_K: tl.constexpr):
+    """docs/spec.md Step 1, first half: per key (count, mean, M2, max, min) (BLOCK_K,) float64 over the N rows of
+    the rewards conditioned (`condition`, LEVELS levels; 0: none), the first non-finite reward as row * K + key
+    (N * K if none), and per key the number of rows whose reward became its fill (BLOCK_K,) float64 (LEVELS > 0).
+    Each step summarises CHUNK rows (mean, then M2 about it) and merges that into the running summary in row
+    order; the next step's loads are issued first."""
     keys = tl.arange(0, BLOCK_K)
     steps = tl.arange(0, CHUNK)
     offsets = steps[:, None] * stride_n + keys[None, :] * stride_k
@@ -63,6 +124,7 @@ def batch_statistics(rewards_ptr, stride_n, stride_k, N, K, CHUNK: tl.constexpr,
     high = tl.full((BLOCK_K,), float("-inf"), tl.float64)
     low = tl.full((BLOCK_K,), float("inf"), tl.float64)
     bad = tl.full((BLOCK_K,), N * K, tl.int64)
+    gated = tl.zeros((BLOCK_K,), tl.float64)
     base = rewards_ptr
     live = (steps < N)[:, None] & (keys < K)[None, :]
     x = tl.load(base + offsets, mask=live, other=0).to(tl.float64)
@@ -71,17 +133,25 @@ def batch_statistics(rewards_ptr, stride_n, stride_k, N, K, CHUNK: tl.constexpr,
         base += CHUNK * stride_n
         ahead = (start + CHUNK + steps < N)[:, None] & (keys < K)[None, :]
         following = tl.load(base + offsets, mask=ahead, other=0).to(tl.float64)
-        n, mu, q = chunk_moments(tl.where(live, 1.0, 0.0).to(tl.float64), x)
         flat = (start + steps.to(tl.int64))[:, None] * K + keys[None, :]
-        finite = (x == x) & (tl.abs(x) != float("inf"))
-        hi, lo, first_bad = tl.reduce((tl.where(live, x, float("-inf")), tl.where(live, x, float("inf")),
-                                       tl.where(live & ~finite, flat, N * K)), 0, _extremes)
+        if LEVELS > 0:  # the count of replaced rewards reduced with the extremes
+            row_ptrs = base - CHUNK * stride_n + steps[:, None] * stride_n  # x's rows
+            x, replaced = condition(x, row_ptrs, live, stride_k, consts_ptr, K, LEVELS, BLOCK_K)
+            hi, lo, first_bad, replaced_count = tl.reduce(
+                (tl.where(live, x, float("-inf")), tl.where(live, x, float("inf")),
+                 tl.where(live & ~is_finite(x), flat, N * K), tl.where(live & replaced, 1.0, 0.0).to(tl.float64)), 0,
+                _extremes_and_count)
+            gated += replaced_count
+        else:
+            hi, lo, first_bad = tl.reduce((tl.where(live, x, float("-inf")), tl.where(live, x, float("inf")),
+                                           tl.where(live & ~is_finite(x), flat, N * K)), 0, _extremes)
+        n, mu, q = chunk_moments(tl.where(live, 1.0, 0.0).to(tl.float64), x)
         count, mean, m2 = merge_moments(count, mean, m2, n, mu, q)
         high, low, bad = tl.maximum(high, hi), tl.minimum(low, lo), tl.minimum(bad, first_bad)
         x = following
         live = ahead
         start += CHUNK
-    return count, mean, m2, high, low, tl.min(bad, 0)
+    return count, mean, m2, high, low, tl.min(bad, 0), gated
 
 
 @triton.jit
@@ -161,13 +231,15 @@ def store_row(out_ptr, row, K, values, BLOCK_K: tl.constexpr):
 
 @triton.jit
 def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, pool_ptr, pool_out_ptr, N, K,
-          PAPER: tl.constexpr, DYNAMIC: tl.constexpr, HISTORY: tl.constexpr, CHUNK: tl.constexpr,
-          BLOCK_K: tl.constexpr):
-    """docs/spec.md Step 1 in every statistics program (the same bits in each); program 0 stores the summary, the
+          PAPER: tl.constexpr, DYNAMIC: tl.constexpr, HISTORY: tl.constexpr, LEVELS: tl.constexpr,
+          CHUNK: tl.constexpr, BLOCK_K: tl.constexpr):
+    """docs/spec.md Step 1 in every statistics program (the same bits in each), on the rewards conditioned
+    (`condition`, LEVELS levels; 0: none); program 0 stores the summary (LEVELS > 0: with the gated fractions), the
     first non-finite reward, the first key below its reward_min (status words) and (HISTORY) the new pool at
-    pool_out_ptr. HISTORY: the CVs and weights are the pool's
-    at pool_ptr with this batch merged in. Returns coef = weight * alpha (BLOCK_K,) float64."""
-    count, mean, m2, high, low, first_bad = batch_statistics(rewards_ptr, stride_n, stride_k, N, K, CHUNK, BLOCK_K)
+    pool_out_ptr. HISTORY: the CVs and weights are the pool's at pool_ptr with this batch merged in. Returns
+    coef = weight * alpha (BLOCK_K,) float64."""
+    count, mean, m2, high, low, first_bad, gated = batch_statistics(rewards_ptr, stride_n, stride_k, consts_ptr, N, K,
+                                                                    LEVELS, CHUNK, BLOCK_K)
     batch_cv, std = coefficient_of_variation(count, mean, m2, high, low, consts_ptr, K, PAPER, BLOCK_K)
     if HISTORY:
         weight, pool_mean, pool_m2, pool_low, pool_high = merge_pool(pool_ptr, consts_ptr, count, mean, m2, high, low,
@@ -183,6 +255,8 @@ def step1(rewards_ptr, stride_n, stride_k, consts_ptr, status_ptr, summary_ptr, 
         store_row(summary_ptr, MEAN_ROW, K, mean, BLOCK_K)
         store_row(summary_ptr, STD_ROW, K, std, BLOCK_K)
         store_row(summary_ptr, BATCH_CV_ROW, K, batch_cv, BLOCK_K)
+        if LEVELS > 0:
+            store_row(summary_ptr, GATED_ROW, K, gated / N, BLOCK_K)
         if HISTORY:  # rows of common.POOL_ROWS
             store_row(pool_out_ptr, 0, K, weight, BLOCK_K)
             store_row(pool_out_ptr, 1, K, pool_mean, BLOCK_K)
@@ -234,12 +308,17 @@ def runs(ids_ptr, start, N, first_before, CHUNK: tl.constexpr):
 
 
 @triton.jit
-def row_values(rewards_ptr, stride_n, stride_k, rows, inside, coef, K, GDPO: tl.constexpr, BLOCK_K: tl.constexpr):
-    """The values z-scored within groups, (R, C) float64 for `rows` (R,): GDPO each reward (C = BLOCK_K, Step 2b),
-    GRPO the weighted sum R = sum_k coef_k r_k (C = 1, Step 2a)."""
+def row_values(rewards_ptr, stride_n, stride_k, consts_ptr, rows, inside, coef, K, GDPO: tl.constexpr,
+               LEVELS: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The values z-scored within groups, (R, C) float64 for `rows` (R,): GDPO each conditioned reward (C = BLOCK_K,
+    Step 2b), GRPO the weighted sum R = sum_k coef_k r_k of the conditioned rewards (C = 1, Step 2a). LEVELS: as
+    condition (0: no conditions)."""
     keys = tl.arange(0, BLOCK_K)
     take = inside[:, None] & (keys < K)[None, :]
-    x = tl.load(rewards_ptr + rows[:, None] * stride_n + keys[None, :] * stride_k, mask=take, other=0).to(tl.float64)
+    row_ptrs = rewards_ptr + rows[:, None] * stride_n
+    x = tl.load(row_ptrs + keys[None, :] * stride_k, mask=take, other=0).to(tl.float64)
+    if LEVELS > 0:
+        x, _ = condition(x, row_ptrs, take, stride_k, consts_ptr, K, LEVELS, BLOCK_K)
     if GDPO:
         values = x
     else:
@@ -249,13 +328,14 @@ def row_values(rewards_ptr, stride_n, stride_k, rows, inside, coef, K, GDPO: tl.
 
 @triton.jit
 def group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_ptr, out_ptr, scratch_ptr, coef, N, K,
-                  BLOCK, NORM_BY_STD: tl.constexpr, SORTED: tl.constexpr, GDPO: tl.constexpr, CHUNK: tl.constexpr,
-                  BLOCK_K: tl.constexpr):
+                  BLOCK, NORM_BY_STD: tl.constexpr, SORTED: tl.constexpr, GDPO: tl.constexpr, LEVELS: tl.constexpr,
+                  CHUNK: tl.constexpr, BLOCK_K: tl.constexpr):
     """docs/spec.md Step 2a / 2b within groups, for the runs this program owns (those starting in its block of
     BLOCK sorted positions). GRPO: out (N,) float32 = z(R); GDPO: out (N,) float64 = S = sum_k coef_k z(r_k).
     Conventions: a run of one row gives x / (1 + eps), a constant run (max == min) exactly 0, NORM_BY_STD False
-    drops the division by (std + eps). Returns the status bits UNSORTED (the ids it read descend) and OWNS_A_GROUP
-    (a run of 2 or more rows starts in its block).
+    drops the division by (std + eps). The rewards are conditioned as in Step 1 (LEVELS levels; 0: none).
+    Returns the status bits UNSORTED (the ids it read descend) and OWNS_A_GROUP (a run of 2 or more rows starts in
+    its block).
 
     Pass 1 scans the owned positions in steps of CHUNK (a segmented Chan scan, the open run carried from one step
     to the next) and stores each run's (mean, divisor) per column at the run's first position; pass 2 reads them
@@ -282,7 +362,7 @@ def group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_pt
         positions, inside, first, ends, descents = runs(ids_ptr, start, N, first_before, CHUNK)
         owned = inside & (first >= block_start) & (first < block_end)
         rows = positions if SORTED else tl.load(order_ptr + positions, mask=inside, other=0)
-        x = row_values(rewards_ptr, stride_n, stride_k, rows, inside, coef, K, GDPO, BLOCK_K)
+        x = row_values(rewards_ptr, stride_n, stride_k, consts_ptr, rows, inside, coef, K, GDPO, LEVELS, BLOCK_K)
         starts = tl.broadcast_to((first == positions)[:, None], x.shape)
         one = tl.where(inside[:, None], 1.0, 0.0).to(tl.float64) + tl.zeros_like(x)
         zero = tl.zeros_like(x)
@@ -321,7 +401,7 @@ def group_zscores(rewards_ptr, stride_n, stride_k, ids_ptr, order_ptr, consts_pt
         positions, inside, first, _, _ = runs(ids_ptr, start, N, first_before, CHUNK)
         owned = inside & (first >= block_start) & (first < block_end)
         rows = positions if SORTED else tl.load(order_ptr + positions, mask=inside, other=0)
-        x = row_values(rewards_ptr, stride_n, stride_k, rows, inside, coef, K, GDPO, BLOCK_K)
+        x = row_values(rewards_ptr, stride_n, stride_k, consts_ptr, rows, inside, coef, K, GDPO, LEVELS, BLOCK_K)
         where = scratch_ptr + (first * 2 * C)[:, None] + columns[None, :]
         take = tl.broadcast_to(owned[:, None], x.shape)
         z = (x - tl.load(where, mask=take, other=0)) / tl.load(where + C, mask=take, other=1)

@@ -439,3 +439,103 @@ def test_history_at_decay_zero_is_bit_identical_and_costs_no_launch(mode):
                                                     history=history))
     assert counted.kernels == LAUNCHES[mode] and counted.launching_ops == [], counted
     assert counted.host_reads == HOST_SYNCS, counted
+
+
+# Conditions (docs/spec.md, "Conditions and schedules"): a chain of depth 1 on two keys and one of depth 2 on three,
+# fills other than 0; by hand: each key replaced by its fill where its condition key's gated value is below the
+# threshold.
+CHAINS = {
+    "depth-1-K2": (("correct", "format"), {"format": ("correct", 1.0, 0.5)}),
+    "depth-2-K3": (KEYS3, {"c": ("b", 0.25, 0.75), "b": ("a", 0.0, -0.5)}),
+}
+
+
+def gated_by_hand(rewards: torch.Tensor, chain: str) -> torch.Tensor:
+    """rewards (N, K) -> float64 rewards with CHAINS[chain] applied, written out key by key."""
+    out = rewards.double().clone()
+    if chain == "depth-1-K2":
+        out[:, 1] = torch.where(out[:, 0] >= 1.0, out[:, 1], 0.5)
+    else:
+        out[:, 1] = torch.where(out[:, 0] >= 0.0, out[:, 1], -0.5)
+        out[:, 2] = torch.where(out[:, 1] >= 0.25, out[:, 2], 0.75)
+    return out
+
+
+def chain_batch(chain: str, seed: int):
+    """(rewards, group_ids, mask) of CHAINS[chain]'s K keys: 72 rows in 2 groups for K = 2, 15 in 3 for K = 3."""
+    return awkward_batch("group-of-70" if chain == "depth-1-K2" else "L63-groups-7-7-1", seed)
+
+
+def assert_same_gated_fraction(actual, expected):
+    assert actual.gated_fraction is not None and expected.gated_fraction is not None
+    assert torch.equal(actual.gated_fraction.cpu(), expected.gated_fraction.cpu()), (actual.gated_fraction,
+                                                                                     expected.gated_fraction)
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+@pytest.mark.parametrize("chain", list(CHAINS))
+def test_conditions_are_applied_in_the_kernels(chain, mode):
+    """A conditioned call equals the reference on the rewards gated by hand and the torch path on the same config,
+    gated fractions included, within the kernels' launch and read budget; without conditions there are none."""
+    keys, conditions = CHAINS[chain]
+    rewards, group_ids, mask = chain_batch(chain, seed=20)
+    cfg = SawConfig(keys, mode=mode, conditions=conditions, reward_min=(-3.0,) * len(keys))
+    hand = gated_by_hand(rewards, chain)
+    assert not torch.equal(hand, rewards.double())
+    expected = reference_saw_advantages(hand, group_ids, mask, cfg)
+    actual = triton(rewards, group_ids, mask, cfg)
+    compare(actual, expected, mask)
+    on_torch = saw_advantages(rewards, group_ids, mask, cfg, backend="torch")
+    compare(actual, on_torch, mask)
+    assert_same_gated_fraction(actual, on_torch)
+    assert triton(rewards, group_ids, mask, SawConfig(keys, mode=mode)).gated_fraction is None
+    rewards, group_ids, mask = (t.to(DEVICE) for t in (rewards, group_ids, mask))
+    counted = count_launches(lambda: saw_advantages(rewards, group_ids, mask, cfg, backend="triton"))
+    assert counted.kernels == LAUNCHES[mode] and counted.launching_ops == ["sort"], counted
+    assert counted.host_reads == HOST_SYNCS, counted
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 / 0 in the lanes past K
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_conditions_with_a_history(mode):
+    """The pool holds the conditioned rewards: three steps equal the reference on the rewards gated by hand (with
+    the earlier steps', gated, as its past) and the torch path's results and pool."""
+    keys, conditions = CHAINS["depth-2-K3"]
+    cfg = SawConfig(keys, mode=mode, conditions=conditions, reward_min=(-3.0,) * 3, history_decay=0.5)
+    on_device, on_cpu, past = SawHistory(), SawHistory(), []
+    for step in range(3):
+        rewards, group_ids, mask = chain_batch("depth-2-K3", seed=30 + step)
+        actual = saw_advantages(rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE), cfg, backend="triton",
+                                history=on_device)
+        compare(actual, reference_saw_advantages(gated_by_hand(rewards, "depth-2-K3"), group_ids, mask, cfg, past),
+                mask)
+        past.append(gated_by_hand(rewards, "depth-2-K3"))
+        on_torch = saw_advantages(rewards, group_ids, mask, cfg, backend="torch", history=on_cpu)
+        assert_same_gated_fraction(actual, on_torch)
+        assert_close(on_device.pool, on_cpu.pool, scaled_tolerance(on_cpu.pool[:3], STATISTICS_RTOL), f"pool {step}")
+
+
+@pytest.mark.parametrize("mode", ["grpo", "gdpo"])
+def test_conditioned_launchers_match_naive_over_several_programs(small_tiles, mode):
+    """The launchers with the conditions in their constants (two levels), over statistics blocks of a few rows,
+    against kernels/naive.py (each key's own condition, resolved key by key), the gated fractions' row included;
+    naive against the reference on the rewards gated by hand."""
+    keys, conditions = CHAINS["depth-2-K3"]
+    generator = torch.Generator().manual_seed(40)
+    group_ids = torch.randint(0, 9, (40,), generator=generator)
+    rewards = torch.randint(-2, 3, (40, 3), generator=generator).double() * 0.5
+    mask = (torch.rand(40, 6, generator=generator) < 0.8).long()
+    cfg = SawConfig(keys, mode=mode, conditions=conditions, reward_min=(-3.0,) * 3)
+    constants = torch.tensor(constants_vector(cfg.delta, cfg.epsilon, OFFICIAL_EPS, WHITEN_EPS, 0.0, cfg.reward_min,
+                                              cfg.static_weights, cfg.conditions), dtype=torch.float64)
+    assert common.plan(40, 6, 3, 8, mode == "gdpo").programs > 1 and common.condition_levels(constants, 3) == 2
+    launch, naive = (gdpo_advantages, naive_gdpo) if mode == "gdpo" else (grpo_advantages, naive_grpo)
+    flags = (cfg.preset, cfg.dynamic, cfg.norm_by_std)
+    advantages, summary, _ = launch(rewards.to(DEVICE), group_ids.to(DEVICE), mask.to(DEVICE), constants.to(DEVICE),
+                                    *flags)
+    want_advantages, want_summary = naive(rewards, group_ids, mask, constants, *flags)
+    assert summary.shape == want_summary.shape == (len(common.SUMMARY) + 1, 3)
+    assert_close(advantages, want_advantages, scaled_tolerance(want_advantages, ADVANTAGES_RTOL), "advantages")
+    assert_close(summary, want_summary, scaled_tolerance(want_summary, WEIGHTS_RTOL), "summary")
+    expected = reference_saw_advantages(gated_by_hand(rewards, "depth-2-K3"), group_ids, mask, cfg)
+    assert_close(want_advantages, expected.advantages, scaled_tolerance(expected.advantages, ADVANTAGES_RTOL), "naive")

@@ -181,6 +181,40 @@ def test_every_option_compiles_without_spills(estimator, options):
         assert report["spill_stores"] == report["spill_loads"] == 0, (kernel.fn.__name__, report)
 
 
+CHAINS = {  # levels -> conditions (key, condition key, threshold, fill) on 3 keys, a chain of that depth
+    1: ((1, 0, 0.5, 0.0),),
+    2: ((1, 0, 0.5, 0.0), (2, 1, 0.5, 0.25)),
+}
+
+
+@pytest.mark.parametrize("levels", list(CHAINS))
+@pytest.mark.parametrize("estimator", [grpo_advantages, gdpo_advantages], ids=lambda f: f.__name__)
+def test_conditions_compile_without_spills_and_leave_the_streaming_code_alone(estimator, levels):
+    """Conditions in the constants (a chain of depth 1 or 2, a constexpr number of levels) compile for sm_90 without
+    spilling; the kernels that do not read rewards compile to the unconditioned PTX (the write, the GDPO
+    whitening), the token count keeps its loop free of bar.sync, and the statistics kernel gains at most one
+    bar.sync (the gated count, reduced with Step 1's extremes)."""
+    rewards, ids, mask, plain = a_batch(300, 20, torch.bool)
+    conditioned = torch.tensor(constants_vector(1e-8, 1e-6, 1e-8, 1e-8, 0.0, [0.0] * 3, [1.0] * 3, CHAINS[levels]),
+                               dtype=torch.float64)
+    assert common.condition_levels(conditioned, 3) == levels and common.condition_levels(plain, 3) == 0
+    before = {kernel.fn.__name__: compile_as_launched(kernel, args, kwargs).asm["ptx"]
+              for kernel, args, kwargs in launches(estimator, rewards, ids, mask, plain, "paper", True, True)}
+    for kernel, args, kwargs in launches(estimator, rewards, ids, mask, conditioned, "paper", True, True):
+        name = kernel.fn.__name__
+        compiled = compile_as_launched(kernel, args, kwargs)
+        report = ptxas_report(compiled)
+        print(estimator.__name__, levels, name, report)
+        assert report["spill_stores"] == report["spill_loads"] == 0, (name, report)
+        ptx = compiled.asm["ptx"]
+        if "stats" in name:
+            assert ptx.count("bar.sync") <= before[name].count("bar.sync") + 1, name
+        else:
+            assert ptx == before[name], f"{name} changed with conditions"
+        if name == "_gdpo_stats_kernel":
+            assert memory_widths(streaming_code(ptx, gdpo.count_tokens))["bar.sync"] == 0, name
+
+
 def test_performance_model_constants_are_its_fit():
     """benchmarks/perf_model.py's constants are what its fit gives on the stored H200 measurements of 669f4b6."""
     from benchmarks import perf_model
