@@ -133,7 +133,8 @@ cell_trl() {
     absent "$venv" verl ray
     test_tree "$tree"
     run_tests "$venv" "$tree" tests/test_trl_config.py tests/test_trl_trainer.py tests/test_prepare_smollm2.py \
-        tests/test_doc_snippets.py::test_trl_snippet_trains_on_cpu
+        tests/test_doc_snippets.py::test_trl_snippet_trains_on_cpu \
+        tests/test_doc_snippets.py::test_trl_shaping_snippet_configures_what_it_says
     echo "trl: $(versions "$venv" 'saw-verl|torch|trl|transformers|accelerate|datasets')" >> "$SUMMARY"
 }
 
@@ -151,7 +152,8 @@ cell_openrlhf() {
     run_tests "$venv" "$tree" tests/test_openrlhf_advantages.py tests/test_openrlhf_checkpoints.py \
         tests/test_openrlhf_launcher.py tests/test_openrlhf_ray.py \
         tests/test_doc_snippets.py::test_openrlhf_command_reaches_train_ppo_ray \
-        tests/test_doc_snippets.py::test_openrlhf_reward_function_returns_the_launchers_keys
+        tests/test_doc_snippets.py::test_openrlhf_reward_function_returns_the_launchers_keys \
+        tests/test_doc_snippets.py::test_openrlhf_shaping_flags_configure_what_they_say
     echo "openrlhf: $(versions "$venv" 'saw-verl|torch|openrlhf|transformers|ray|deepspeed')" >> "$SUMMARY"
 }
 
