@@ -26,8 +26,8 @@ per-rollout SAW advantage with the core (float64, groups = OpenRLHF's prompt gro
 ``Experience.rewards`` and delegates to OpenRLHF's ``dr_grpo``, which subtracts each group's mean (0
 up to float32 rounding here), puts the value on the last response token and, with gamma forced to 1,
 on every response token: the spec's ``A(j) * response_mask``. ``--saw.conditions`` gate the rewards first and
-``--saw.weight_schedule`` gives the static weights at the step OpenRLHF logs (``global_step + 1``, handed over by a wrapper of
-``BasePPOTrainer.train_step``; docs/openrlhf.md). Metrics ``saw/{key}/{weight,cv,mean,std}``, ``saw/{key}/alpha``
+``--saw.weight_schedule`` gives the static weights at the step OpenRLHF logs (``global_step + 1``, handed over by
+a wrapper of ``BasePPOTrainer.train_step``; docs/openrlhf.md). Metrics ``saw/{key}/{weight,cv,mean,std}``, ``saw/{key}/alpha``
 and, for a conditioned key, ``saw/{key}/gated_fraction`` go through ``Experience.info`` as (B,) tensors. With
 ``--saw.history_decay`` the history pool travels in the checkpoints' client states (:mod:`.checkpoints`).
 

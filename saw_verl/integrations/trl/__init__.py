@@ -21,8 +21,8 @@ TRL's handling of constant groups (no exact-zero rule) and of completions no rew
 `reward` becomes the SAW-weighted sum; `saw/static_weighted_reward` keeps the alpha-weighted one.
 
 `saw_conditions` gate the rewards before TRL aggregates them, and `saw_weight_schedule` gives alpha at the
-logged step, `trainer.state.global_step + 1` (docs/trl.md, "Conditions and weight schedules"); metrics `saw/{name}/alpha` and,
-for a conditioned function, `saw/{name}/gated_fraction`.
+logged step, `trainer.state.global_step + 1` (docs/trl.md, "Conditions and weight schedules"); metrics
+`saw/{name}/alpha` and, for a conditioned function, `saw/{name}/gated_fraction`.
 """
 
 from saw_verl.integrations import require_trainer

@@ -79,8 +79,9 @@ class SAWGRPOConfig(GRPOConfig):
     saw_weight_schedule: dict[str, Any] | str | None = field(
         default=None,
         metadata={
-            "help": "The static weights alpha_k as a function of the training step (the logged one, trainer.state.global_step + 1): "
-            "{step: [w_1, ..., w_K]}, piecewise linear between the points, flat outside them. Replaces "
+            "help": "The static weights alpha_k as a function of the training step (the logged one, "
+            "trainer.state.global_step + 1): {step: [w_1, ..., w_K]}, piecewise linear between the points, flat "
+            "outside them. Replaces "
             "reward_weights (leave it unset). On the command line as JSON, e.g. '{\"0\": [1, 0], \"100\": [1, 1]}'."
         },
     )

@@ -10,7 +10,8 @@ being the static `args.reward_weights`: TRL's own aggregation does the rest, so 
 `saw_conditions` (docs/spec.md, "Conditions and schedules") apply to those rewards first: the method returns
 the conditioned rewards, so TRL aggregates them and logs them (`rewards/{name}/mean|std`, the completions
 table) as the rewards that train. `saw_weight_schedule` gives alpha at `self.state.global_step + 1` (the step TRL
-logs this generation batch's training under, 1 for the first), whose count a resumed run restores from its checkpoint's trainer state.
+logs this generation batch's training under, 1 for the first), whose count a resumed run restores from its
+checkpoint's trainer state.
 
 With `saw_history_decay` > 0 the statistics come from a SawHistory (docs/spec.md, "History") held by a
 `SawHistoryCallback` of the trainer: every rank holds the same pool (the rewards it merges are gathered
