@@ -72,11 +72,12 @@ def override_key(override: str) -> str:
 
 
 def merge_overrides(*groups: Iterable[str]) -> list[str]:
-    """Concatenate override groups; an override replaces an earlier one on the same key."""
+    """Concatenate override groups; an override replaces an earlier one on the same key. A deletion (``~key``, hydra's
+    way to drop a config node) needs no value."""
     merged: dict[str, str] = {}
     for group in groups:
         for override in group:
-            if "=" not in override:
+            if "=" not in override and not override.startswith("~"):
                 raise ValueError(f"not a hydra override (key=value): {override!r}")
             merged.pop(override_key(override), None)
             merged[override_key(override)] = override

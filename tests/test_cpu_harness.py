@@ -108,6 +108,17 @@ def test_merge_overrides_later_key_wins_whatever_its_prefix():
         launcher.merge_overrides(["trainer.use_v1"])
 
 
+def test_every_cpu_demo_method_gives_a_main_ppo_command(tmp_path):
+    """The rivals' runs drop the recipe's SAW block (a hydra deletion, no value) and set their own options."""
+    from recipes.cpu_demo.experiment import METHODS, run_overrides
+
+    for method in METHODS:
+        argv = launcher.main_ppo_command(run_overrides(tmp_path, method, 0, 2))
+        assert f"algorithm.adv_estimator={METHODS[method].estimator}" in argv
+    argv = launcher.main_ppo_command(run_overrides(tmp_path, "gd2po_snr", 0, 2))
+    assert argv.index("~algorithm.saw") < argv.index("+algorithm.saw.tau=0.8")
+
+
 def test_main_ppo_command_puts_cpu_overrides_first(tmp_path):
     argv = launcher.main_ppo_command(["trainer.total_training_steps=2", "reward.num_workers=2"],
                                      config_path=tmp_path, config_name="demo")
