@@ -16,11 +16,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from typing import NamedTuple, Optional, Sequence
-
-import torch
+from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
 
 from saw_verl.errors import SawInputError
+
+if TYPE_CHECKING:  # SawConfig imports this module, and the OpenRLHF Ray hook imports SawConfig without torch
+    import torch
 
 
 class Condition(NamedTuple):
@@ -97,6 +98,8 @@ def condition_levels(conditions: Sequence[Condition]) -> list[tuple[Condition, .
 @functools.lru_cache(maxsize=64)
 def _level_tensors(conditions: tuple[Condition, ...], device: torch.device) -> list[tuple[torch.Tensor, ...]]:
     """Per level of condition_levels: (keys, condition keys, thresholds, fills) on `device`; built once, cached."""
+    import torch
+
     out = []
     for level in condition_levels(conditions):
         columns = list(zip(*level))
@@ -109,6 +112,8 @@ def condition_rewards(rewards: torch.Tensor, conditions: Sequence[Condition]) ->
     """rewards (N, K) float -> (conditioned rewards (N, K) float64, gated_fraction (K,) float64: the share of the N
     rows whose reward of that key was replaced by its fill; 0 for keys without a condition). Vectorized: one
     pass per depth of the conditions' chains, none without conditions."""
+    import torch
+
     out = rewards.to(torch.float64)
     gated = torch.zeros(rewards.shape[1], dtype=torch.float64, device=rewards.device)
     if not conditions:
@@ -188,6 +193,8 @@ def check_step(step, option: str) -> float:
 @functools.lru_cache(maxsize=64)
 def _alpha_tensor(alpha: tuple[float, ...], device: torch.device) -> torch.Tensor:
     """alpha (K,) float64 on `device`, made once per value (a schedule holds flat outside its points)."""
+    import torch
+
     return torch.tensor(alpha, dtype=torch.float64, device=device)
 
 
@@ -195,6 +202,8 @@ def shaping_metrics(alpha: Sequence[float], gated_fraction: Optional[torch.Tenso
                     conditions: Sequence[Condition], device) -> dict:
     """The saw/{key}/alpha and saw/{key}/gated_fraction statistics: name -> ((C,) float64 tensor on `device`, the
     key indices they are for), as EstimatorResult.shaping holds them; gated_fraction (K,) from the estimator."""
+    import torch
+
     out = {"alpha": (_alpha_tensor(tuple(alpha), torch.device(device)), tuple(range(len(alpha))))}
     if conditions and gated_fraction is not None:
         keys = tuple(sorted(c.key for c in conditions))
