@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from benchmarks.bench_estimators_cpu import interleaved
 from benchmarks.providers import make_workload
-from benchmarks.timing import cpu_benchmark_args, machine, write_report
+from benchmarks.timing import report_header, run_side_by_side
 
 SHAPE = (4096, 1024, 3)
 RESULTS = Path(__file__).parent / "results"
@@ -53,17 +52,10 @@ def calls(n: int, length: int, k: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    m, timings = report["machine"], report["timings"]
+    timings = report["timings"]
     verl, saw = timings["verl gdpo"]["median_ms"], timings["saw_gdpo"]["median_ms"]
-    n, length, k = report["shape"]
     lines = [
-        "# Every registry estimator through verl's compute_advantage (CPU)", "",
-        f"- machine: {m['cpu']}, {m['cpu_cores']} cores; torch {m['torch']} with {m['torch_threads']} thread(s); "
-        f"verl {m.get('verl', '?')}; Python {m['python']}",
-        f"- date: {m['date']}; 1-minute load average at the start: {m['load_average_1min_at_start']} "
-        "(the machine is shared with other jobs)", f"- command: `{m['command']}`",
-        f"- batch: N={n}, L={length}, K={k}, groups of 16 shuffled, int64 response_mask",
-        f"- medians of {report['rounds']} calls each, all estimators alternating", "",
+        *report_header("Every registry estimator through verl's compute_advantage (CPU)", report, "estimators"),
         "| estimator | median ms | fastest ms | faster than verl gdpo | time / saw_gdpo |",
         "|---|---|---|---|---|",
     ]
@@ -74,11 +66,7 @@ def markdown(report: dict) -> str:
 
 
 def main():
-    args = cpu_benchmark_args(__doc__, rounds=7, results=RESULTS)
-    timings = interleaved(calls(*SHAPE), args.rounds)
-    report = {"machine": machine("cpu", "benchmarks.bench_registry_cpu"), "shape": SHAPE, "rounds": args.rounds,
-              "timings": timings}
-    write_report(args.out, "registry_cpu", report, markdown(report))
+    run_side_by_side(__doc__, "benchmarks.bench_registry_cpu", "registry_cpu", calls, SHAPE, markdown, RESULTS)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench_estimators_cpu import interleaved
 from benchmarks.providers import make_workload
-from benchmarks.timing import cpu_benchmark_args, machine, write_report
+from benchmarks.timing import report_header, run_side_by_side
 from saw_verl import ESTIMATORS, compute_advantages
 
 SHAPE = (4096, 1024, 3)
@@ -42,30 +41,22 @@ def calls(n: int, length: int, k: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    m, timings = report["machine"], report["timings"]
-    n, length, k = report["shape"]
+    timings = report["timings"]
     lines = [
-        "# Conditions and a weight schedule: cost per estimator (CPU, tensor API)", "",
-        f"- machine: {m['cpu']}, {m['cpu_cores']} cores; torch {m['torch']} with {m['torch_threads']} thread(s); "
-        f"Python {m['python']}",
-        f"- date: {m['date']}; 1-minute load average at the start: {m['load_average_1min_at_start']} "
-        "(the machine is shared with other jobs)", f"- command: `{m['command']}`",
-        f"- batch: N={n}, L={length}, K={k}, groups of 16 shuffled, int64 response_mask",
-        f"- medians of {report['rounds']} calls each, all calls alternating", "",
-        "| estimator | plain median ms | shaped median ms | shaped / plain |", "|---|---|---|---|",
+        *report_header("Conditions and a weight schedule: cost per estimator (CPU, tensor API)", report, "calls"),
+        "| estimator | plain median ms | shaped median ms | shaped / plain | plain fastest ms | shaped fastest ms "
+        "| shaped / plain, fastest |", "|---|---|---|---|---|---|---|",
     ]
     for name in ESTIMATORS:
-        plain, shaped = timings[name]["median_ms"], timings[f"{name} shaped"]["median_ms"]
-        lines.append(f"| {name} | {plain:.1f} | {shaped:.1f} | {shaped / plain:.2f} |")
+        plain, shaped = timings[name], timings[f"{name} shaped"]
+        lines.append(f"| {name} | {plain['median_ms']:.1f} | {shaped['median_ms']:.1f} "
+                     f"| {shaped['median_ms'] / plain['median_ms']:.2f} | {plain['min_ms']:.1f} | {shaped['min_ms']:.1f} "
+                     f"| {shaped['min_ms'] / plain['min_ms']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
 def main():
-    args = cpu_benchmark_args(__doc__, rounds=7, results=RESULTS)
-    timings = interleaved(calls(*SHAPE), args.rounds)
-    report = {"machine": machine("cpu", "benchmarks.bench_shaping_cpu"), "shape": SHAPE, "rounds": args.rounds,
-              "timings": timings}
-    write_report(args.out, "shaping_cpu", report, markdown(report))
+    run_side_by_side(__doc__, "benchmarks.bench_shaping_cpu", "shaping_cpu", calls, SHAPE, markdown, RESULTS)
 
 
 if __name__ == "__main__":

@@ -102,3 +102,32 @@ def write_report(out: Path, stem: str, report: dict, text: str) -> None:
     (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / f"{stem}.md").write_text(text)
     print(text)
+
+
+def run_side_by_side(description: str, module: str, stem: str, calls: dict, shape, markdown: Callable, results: Path,
+                     rounds: int = 7) -> None:
+    """The CPU benchmarks' main: its command line, `calls` (name -> zero-argument call) timed alternating
+    (bench_estimators_cpu.interleaved), the report (machine, shape, rounds, timings) as results/<stem>.json and
+    markdown(report) as .md."""
+    from benchmarks.bench_estimators_cpu import interleaved
+
+    args = cpu_benchmark_args(description, rounds=rounds, results=results)
+    report = {"machine": machine("cpu", module), "shape": shape, "rounds": args.rounds,
+              "timings": interleaved(calls(*shape), args.rounds)}
+    write_report(args.out, stem, report, markdown(report))
+
+
+def report_header(title: str, report: dict, alternating: str) -> list[str]:
+    """The markdown lines every CPU side-by-side report opens with: title, machine, date and load, command, batch."""
+    m = report["machine"]
+    n, length, k = report["shape"]
+    verl = f"verl {m['verl']}; " if "verl" in m else ""
+    return [
+        f"# {title}", "",
+        f"- machine: {m['cpu']}, {m['cpu_cores']} cores; torch {m['torch']} with {m['torch_threads']} thread(s); "
+        f"{verl}Python {m['python']}",
+        f"- date: {m['date']}; 1-minute load average at the start: {m['load_average_1min_at_start']} "
+        "(the machine is shared with other jobs)", f"- command: `{m['command']}`",
+        f"- batch: N={n}, L={length}, K={k}, groups of 16 shuffled, int64 response_mask",
+        f"- medians of {report['rounds']} calls each, all {alternating} alternating", "",
+    ]
